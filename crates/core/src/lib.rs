@@ -14,6 +14,7 @@
 
 mod cast;
 mod catalog;
+mod credentials;
 mod error;
 mod i18n;
 mod message;
@@ -26,6 +27,7 @@ pub use cast::{cast_value, validate_and_cast};
 pub use catalog::{
     Catalog, CredentialStore, DeletedTool, ProviderSource, ResolvedCredential, ResolvedTool, StaticSource,
 };
+pub use credentials::validate_credentials_format;
 pub use error::ToolError;
 pub use i18n::I18nObject;
 pub use message::{
