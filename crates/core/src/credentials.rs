@@ -44,10 +44,8 @@ pub fn validate_credentials_format(
                 }
             }
             Some(value) => match field.kind {
-                ProviderConfigType::SecretInput | ProviderConfigType::TextInput => {
-                    if !value.is_string() {
-                        return Err(invalid(format!("credential {:?} must be a string", field.name)));
-                    }
+                ProviderConfigType::SecretInput | ProviderConfigType::TextInput if !value.is_string() => {
+                    return Err(invalid(format!("credential {:?} must be a string", field.name)));
                 }
                 ProviderConfigType::Select => {
                     let Some(text) = value.as_str() else {
@@ -63,10 +61,8 @@ pub fn validate_credentials_format(
                         )));
                     }
                 }
-                ProviderConfigType::Boolean => {
-                    if !value.is_boolean() {
-                        return Err(invalid(format!("credential {:?} must be true or false", field.name)));
-                    }
+                ProviderConfigType::Boolean if !value.is_boolean() => {
+                    return Err(invalid(format!("credential {:?} must be true or false", field.name)));
                 }
                 _ => {}
             },
