@@ -1,1 +1,88 @@
-//! placeholder
+//! toolplane's HTTP server (axum): the Dify-compatible console API for tools, toolplane's own `/v1` API
+//! (invoke, tenants, keys), health, and the wiring of storage, secrets and the catalog behind them.
+//!
+//! ```no_run
+//! # async fn run(state: toolplane_server::AppState) -> std::io::Result<()> {
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! toolplane_server::serve(listener, state, std::future::pending()).await
+//! # }
+//! ```
+
+pub mod auth;
+pub mod config;
+pub mod credentials;
+pub mod error;
+pub mod json;
+pub mod routes;
+pub mod state;
+pub mod tenant_keys;
+
+use std::future::Future;
+
+use axum::Json;
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use axum::routing::get;
+use serde_json::json;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+pub use config::{ConfigError, ServerConfig, Settings};
+pub use error::ApiError;
+pub use state::{AppState, FirstStart};
+
+/// The full router: `/health`, `/console/api/...`, `/v1/...`.
+pub fn router(state: AppState) -> axum::Router {
+    let body_limit = state.config.max_body_bytes;
+    let request_timeout = state.config.request_timeout;
+    axum::Router::new()
+        .route("/health", get(health))
+        .nest("/console/api", routes::console::router())
+        .nest("/v1", routes::v1::router())
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            request_timeout,
+        ))
+        .layer(CatchPanicLayer::custom(|_| {
+            ApiError::internal("a request handler panicked").into_response_owned()
+        }))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+impl ApiError {
+    fn into_response_owned(self) -> axum::response::Response {
+        axum::response::IntoResponse::into_response(self)
+    }
+}
+
+async fn health(axum::extract::State(state): axum::extract::State<AppState>) -> (StatusCode, Json<serde_json::Value>) {
+    match state.store.ping().await {
+        Ok(()) => (StatusCode::OK, Json(json!({"status": "ok"}))),
+        Err(e) => {
+            tracing::warn!(error = %e, "health check: database unreachable");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({"status": "unavailable", "reason": "database unreachable"})),
+            )
+        }
+    }
+}
+
+async fn not_found(uri: axum::http::Uri) -> ApiError {
+    ApiError::not_found(format!("no route for {}; see /v1/openapi.json for the API", uri.path()))
+}
+
+/// Serves until `shutdown` resolves, then stops accepting and lets running requests finish.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}

@@ -1,0 +1,4 @@
+//! HTTP routes.
+
+pub mod console;
+pub mod v1;

@@ -1,0 +1,113 @@
+//! Shared state of the HTTP server and the CLI: storage, the catalog, credentials and keys.
+
+use std::sync::Arc;
+
+use toolplane_core::{Catalog, ProviderSource, StaticSource, ToolProvider, ToolProviderType};
+use toolplane_store::{BlobStore, Store};
+
+use crate::auth::{hash_key, key_display_prefix, new_api_key};
+use crate::config::ServerConfig;
+use crate::credentials::Credentials;
+use crate::error::ApiError;
+use crate::tenant_keys::TenantKeys;
+
+/// Name of the tenant created on first start.
+pub const DEFAULT_TENANT_NAME: &str = "default";
+const ADMIN_KEY_MARKER: &str = "admin_key_created";
+
+/// Everything a request handler needs; cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub blobs: BlobStore,
+    pub catalog: Arc<Catalog>,
+    pub credentials: Arc<Credentials>,
+    pub keys: Arc<TenantKeys>,
+    pub config: Arc<ServerConfig>,
+}
+
+/// What the first start created; the admin key is shown once and never stored in clear.
+#[derive(Debug, Clone)]
+pub struct FirstStart {
+    pub admin_key: String,
+    pub default_tenant_id: String,
+}
+
+impl AppState {
+    /// Wires the services together. `builtin` are the compiled-in providers (tests may add their own).
+    pub fn new(config: ServerConfig, store: Store, blobs: BlobStore, builtin: Vec<Arc<dyn ToolProvider>>) -> Self {
+        let keys = Arc::new(TenantKeys::new(store.clone(), blobs.clone()));
+        let credentials = Arc::new(Credentials::new(store.clone(), keys.clone()));
+        let sources: Vec<Arc<dyn ProviderSource>> =
+            vec![Arc::new(StaticSource::new(ToolProviderType::Builtin, builtin))];
+        let catalog = Catalog::new(
+            sources,
+            credentials.clone(),
+            config.tool_positions.clone(),
+            config.provider_positions.clone(),
+        );
+        Self {
+            store,
+            blobs,
+            catalog: Arc::new(catalog),
+            credentials,
+            keys,
+            config: Arc::new(config),
+        }
+    }
+
+    /// On the very first start: creates the default tenant and an admin key. Later starts return `None`.
+    pub async fn bootstrap(&self) -> Result<Option<FirstStart>, ApiError> {
+        if self.store.settings().get(ADMIN_KEY_MARKER).await?.is_some() {
+            return Ok(None);
+        }
+        let tenant = match self.store.tenants().find_by_name(DEFAULT_TENANT_NAME).await? {
+            Some(tenant) => tenant,
+            None => self.create_tenant(DEFAULT_TENANT_NAME).await?,
+        };
+        let admin_key = new_api_key();
+        // Claim the marker first so two nodes starting at once do not both create admin keys.
+        if !self.store.settings().set_if_absent(ADMIN_KEY_MARKER, "1").await? {
+            return Ok(None);
+        }
+        self.store
+            .api_keys()
+            .create(None, "admin", &hash_key(&admin_key), &key_display_prefix(&admin_key))
+            .await?;
+        Ok(Some(FirstStart {
+            admin_key,
+            default_tenant_id: tenant.id,
+        }))
+    }
+
+    /// Creates a tenant with its key pair.
+    pub async fn create_tenant(&self, name: &str) -> Result<toolplane_store::TenantRecord, ApiError> {
+        let name = name.trim();
+        if name.is_empty() {
+            return Err(ApiError::invalid("tenant name must not be empty"));
+        }
+        let tenant = self.store.tenants().create(name).await?;
+        self.keys.create(&tenant.id).await?;
+        Ok(tenant)
+    }
+
+    /// Issues an API key for a tenant (or an admin key for `None`); returns the record and the key in clear.
+    pub async fn create_api_key(
+        &self,
+        tenant_id: Option<&str>,
+        name: &str,
+    ) -> Result<(toolplane_store::ApiKeyRecord, String), ApiError> {
+        if let Some(id) = tenant_id
+            && self.store.tenants().get(id).await?.is_none()
+        {
+            return Err(ApiError::not_found(format!("tenant {id:?} not found")));
+        }
+        let key = new_api_key();
+        let record = self
+            .store
+            .api_keys()
+            .create(tenant_id, name, &hash_key(&key), &key_display_prefix(&key))
+            .await?;
+        Ok((record, key))
+    }
+}
