@@ -1,0 +1,172 @@
+//! The `toolplane` binary end to end: first start, tenants, keys, tools, and a served request.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn toolplane(data: &std::path::Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_toolplane"));
+    command
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("TOOLPLANE_DATA_DIR", data)
+        .env("RUST_LOG", "warn");
+    command
+}
+
+fn run_ok(command: &mut Command) -> String {
+    let output = command.output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "command failed: {command:?}\nstdout: {stdout}\nstderr: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
+#[test]
+fn manage_and_invoke_without_a_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    assert!(run_ok(toolplane(data).arg("migrate")).contains("database is up to date (SQLite)"));
+
+    let created = run_ok(toolplane(data).args(["tenant", "create", "acme"]));
+    assert!(created.starts_with("created tenant acme ("), "{created}");
+    let key = run_ok(toolplane(data).args(["key", "create", "--tenant", "acme"]));
+    assert!(key.trim().starts_with("tp_") && key.trim().len() == 43, "{key}");
+
+    let listing = run_ok(toolplane(data).args(["tool", "list", "--tenant", "acme"]));
+    assert!(listing.contains("builtin\ttime/weekday"), "{listing}");
+    let weekday = run_ok(toolplane(data).args([
+        "tool",
+        "invoke",
+        "time/weekday",
+        "-p",
+        "year=2024",
+        "-p",
+        "month=7",
+        "-p",
+        "day=1",
+        "--tenant",
+        "acme",
+    ]));
+    assert_eq!(weekday.trim(), "July 1, 2024 is Monday.");
+    let json = run_ok(toolplane(data).args([
+        "tool",
+        "invoke",
+        "time/timestamp_to_localtime",
+        "-p",
+        "timestamp=0",
+        "-p",
+        "timezone=UTC",
+        "--tenant",
+        "acme",
+        "--json",
+    ]));
+    let messages: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(messages[0]["type"], "text");
+    assert_eq!(messages[0]["message"]["text"], "1970-01-01 00:00:00");
+
+    // Bad input: a clear message and a failing exit code.
+    let output = toolplane(data)
+        .args(["tool", "invoke", "time/weekday", "--tenant", "acme"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("missing required parameter \"year\""), "{stderr}");
+    let output = toolplane(data)
+        .args(["tool", "invoke", "weekday", "--tenant", "acme"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&output.stderr).contains("is not <provider>/<tool>"));
+    let output = toolplane(data)
+        .args(["tool", "list", "--tenant", "nobody"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&output.stderr).contains("tenant \"nobody\" not found"));
+    let output = toolplane(data).args(["tenant", "rotate-key", "acme"]).output().unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--yes"));
+}
+
+#[test]
+fn config_file_is_read_and_env_wins() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("toolplane.toml");
+    std::fs::write(&config, "TOOLPLANE_BIND = \"not an address\"\n").unwrap();
+    let output = toolplane(dir.path())
+        .args(["--config", config.to_str().unwrap(), "migrate"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("TOOLPLANE_BIND=\"not an address\" is invalid"));
+    // The environment overrides the file.
+    run_ok(toolplane(dir.path()).env("TOOLPLANE_BIND", "127.0.0.1:0").args([
+        "--config",
+        config.to_str().unwrap(),
+        "migrate",
+    ]));
+}
+
+#[test]
+fn serve_prints_urls_and_the_admin_key_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = toolplane(dir.path())
+        .env("TOOLPLANE_BIND", "127.0.0.1:0")
+        .arg("serve")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    let mut admin_key = None;
+    let mut address = None;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while address.is_none() && Instant::now() < deadline {
+        let Some(Ok(line)) = lines.next() else { break };
+        if let Some(key) = line.strip_prefix("Admin API key (shown once, store it now): ") {
+            admin_key = Some(key.to_owned());
+        }
+        if let Some(addr) = line.strip_prefix("toolplane is listening on http://") {
+            address = Some(addr.to_owned());
+        }
+    }
+    let address = address.expect("serve printed its address");
+    let admin_key = admin_key.expect("first start printed the admin key");
+
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let http = reqwest::Client::new();
+        let health = http.get(format!("http://{address}/health")).send().await.unwrap();
+        assert_eq!(health.status(), 200);
+        let tenants: serde_json::Value = http
+            .get(format!("http://{address}/v1/tenants"))
+            .bearer_auth(&admin_key)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(tenants["data"][0]["name"], "default");
+    });
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    // A second start reuses the data folder and does not print a new key.
+    let mut again = toolplane(dir.path())
+        .env("TOOLPLANE_BIND", "127.0.0.1:0")
+        .arg("serve")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(again.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    assert!(first.starts_with("toolplane is listening on"), "{first}");
+    again.kill().unwrap();
+    again.wait().unwrap();
+}
