@@ -71,11 +71,11 @@ fn print(name: &str, f: &Figures) {
 }
 
 fn main() {
-    let total: usize = std::env::args()
-        .skip(1)
-        .find_map(|a| a.parse().ok())
-        .unwrap_or(20_000);
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    let total: usize = std::env::args().skip(1).find_map(|a| a.parse().ok()).unwrap_or(20_000);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
     runtime.block_on(run(total));
 }
 
@@ -88,8 +88,10 @@ async fn run(total: usize) {
     let config = ServerConfig::from_settings(&settings).expect("config");
     let store = Store::connect(&config.database_url).await.expect("store");
     store.migrate().await.expect("migrate");
-    let blobs = BlobStore::from_config(&BlobConfig::from_vars(settings.lookup(), config.data_dir.clone()).expect("blob config"))
-        .expect("blobs");
+    let blobs = BlobStore::from_config(
+        &BlobConfig::from_vars(settings.lookup(), config.data_dir.clone()).expect("blob config"),
+    )
+    .expect("blobs");
     let client = SafeClient::new(NetConfig::default()).expect("client");
     let state = AppState::new(config, store, blobs, toolplane_builtin::providers(client));
     state.bootstrap().await.expect("bootstrap");
@@ -103,18 +105,28 @@ async fn run(total: usize) {
     // Baseline 2: a bare axum route on its own listener.
     let raw = axum::Router::new().route(
         "/raw",
-        axum::routing::post(|| async { axum::Json(json!({"messages": [{"type": "text", "message": {"text": "x"}, "meta": null}]})) }),
+        axum::routing::post(|| async {
+            axum::Json(json!({"messages": [{"type": "text", "message": {"text": "x"}, "meta": null}]}))
+        }),
     );
     let raw_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let raw_url = format!("http://{}/raw", raw_listener.local_addr().expect("addr"));
     tokio::spawn(async move { axum::serve(raw_listener, raw).await });
 
-    let http = reqwest::Client::builder().pool_max_idle_per_host(CONCURRENCY).build().expect("http client");
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(CONCURRENCY)
+        .build()
+        .expect("http client");
     let body = json!({"provider_type": "builtin", "provider_id": "time", "tool": "current_time", "parameters": {"timezone": "Asia/Tokyo"}});
 
     // Warm up every path.
     for _ in 0..200 {
-        http.post(format!("{base}/v1/tools/invoke")).bearer_auth(&key).json(&body).send().await.expect("warm");
+        http.post(format!("{base}/v1/tools/invoke"))
+            .bearer_auth(&key)
+            .json(&body)
+            .send()
+            .await
+            .expect("warm");
         http.post(&raw_url).json(&body).send().await.expect("warm");
     }
 
@@ -163,7 +175,13 @@ async fn run(total: usize) {
             let url = format!("{base}/v1/tools/invoke");
             let key = key.clone();
             async move {
-                let response = http.post(url).bearer_auth(key).json(&body).send().await.expect("invoke");
+                let response = http
+                    .post(url)
+                    .bearer_auth(key)
+                    .json(&body)
+                    .send()
+                    .await
+                    .expect("invoke");
                 assert!(response.status().is_success());
                 response.bytes().await.expect("invoke body");
             }

@@ -44,6 +44,8 @@ pub fn key_display_prefix(key: &str) -> String {
 #[derive(Debug, Clone)]
 pub struct Caller {
     pub key_id: String,
+    /// The account a tenant key acts as.
+    pub account_id: Option<String>,
     /// `None` for admin keys.
     pub tenant_id: Option<String>,
 }
@@ -59,7 +61,7 @@ impl Caller {
 #[derive(Debug, Clone)]
 pub struct TenantCaller {
     pub tenant_id: String,
-    /// Recorded as `user_id` on rows the caller creates.
+    /// Recorded as `user_id` on rows the caller creates: the key's account, or the key id for admin keys.
     pub user_id: String,
     pub is_admin: bool,
 }
@@ -96,6 +98,7 @@ impl FromRequestParts<AppState> for Caller {
             .ok_or_else(|| ApiError::unauthorized("invalid API key: it is unknown or has been deleted"))?;
         Ok(Caller {
             key_id: record.id,
+            account_id: record.account_id,
             tenant_id: record.tenant_id,
         })
     }
@@ -134,7 +137,7 @@ impl FromRequestParts<AppState> for TenantCaller {
         Ok(TenantCaller {
             tenant_id,
             is_admin: caller.is_admin(),
-            user_id: caller.key_id,
+            user_id: caller.account_id.unwrap_or(caller.key_id),
         })
     }
 }

@@ -91,7 +91,8 @@ impl AppState {
         Ok(tenant)
     }
 
-    /// Issues an API key for a tenant (or an admin key for `None`); returns the record and the key in clear.
+    /// Issues an API key for a tenant (or an admin key for `None`); returns the record and the key in clear. A tenant
+    /// key acts as the tenant's account named `name` (created when missing).
     pub async fn create_api_key(
         &self,
         tenant_id: Option<&str>,
@@ -103,11 +104,32 @@ impl AppState {
             return Err(ApiError::not_found(format!("tenant {id:?} not found")));
         }
         let key = new_api_key();
-        let record = self
+        let mut record = self
             .store
             .api_keys()
             .create(tenant_id, name, &hash_key(&key), &key_display_prefix(&key))
             .await?;
+        if let Some(tenant_id) = tenant_id {
+            // A tenant key acts as the account of the same name, created on first use; the tenant's first account
+            // is its owner.
+            let accounts = self.store.accounts();
+            let account = match accounts.find_by_name(tenant_id, name).await? {
+                Some(account) => account,
+                None => {
+                    let role = if accounts.list(tenant_id).await?.is_empty() {
+                        "owner"
+                    } else {
+                        "normal"
+                    };
+                    accounts.create(tenant_id, name, role).await?
+                }
+            };
+            self.store
+                .api_keys()
+                .set_account(tenant_id, &record.id, &account.id)
+                .await?;
+            record.account_id = Some(account.id);
+        }
         Ok((record, key))
     }
 }

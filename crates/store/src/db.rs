@@ -179,12 +179,20 @@ impl Store {
 
 /// `(version, description, sqlite sql, postgres sql)` of every migration, oldest first. Both dialect folders must
 /// hold a file `{version:04}_{description}.sql`; a unit test checks that this list matches the folders.
-const MIGRATIONS: &[(i64, &str, &str, &str)] = &[(
-    1,
-    "initial",
-    include_str!("../migrations/sqlite/0001_initial.sql"),
-    include_str!("../migrations/postgres/0001_initial.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
+    (
+        1,
+        "initial",
+        include_str!("../migrations/sqlite/0001_initial.sql"),
+        include_str!("../migrations/postgres/0001_initial.sql"),
+    ),
+    (
+        2,
+        "accounts",
+        include_str!("../migrations/sqlite/0002_accounts.sql"),
+        include_str!("../migrations/postgres/0002_accounts.sql"),
+    ),
+];
 
 /// The embedded migrator for one dialect.
 fn migrator(backend: Backend) -> Migrator {

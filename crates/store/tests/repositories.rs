@@ -519,3 +519,54 @@ async fn concurrent_writers_do_not_fail() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn accounts_belong_to_one_tenant_and_bind_keys() {
+    on_each_backend(|store| async move {
+        let a = store.tenants().create("a").await.unwrap();
+        let b = store.tenants().create("b").await.unwrap();
+        let alice = store.accounts().create(&a.id, "alice", "owner").await.unwrap();
+        assert!(
+            store
+                .accounts()
+                .create(&a.id, "alice", "normal")
+                .await
+                .unwrap_err()
+                .is_conflict()
+        );
+        store.accounts().create(&b.id, "alice", "normal").await.unwrap();
+        assert!(matches!(
+            store.accounts().create(&a.id, "bob", "emperor").await.unwrap_err(),
+            StoreError::Invalid { field: "role", .. }
+        ));
+        assert_eq!(store.accounts().list(&a.id).await.unwrap(), vec![alice.clone()]);
+        assert_eq!(
+            store
+                .accounts()
+                .find_by_name(&b.id, "alice")
+                .await
+                .unwrap()
+                .unwrap()
+                .tenant_id,
+            b.id
+        );
+
+        let hash = "c".repeat(64);
+        let key = store.api_keys().create(Some(&a.id), "k", &hash, "tp_c").await.unwrap();
+        assert_eq!(key.account_id, None);
+        // A key cannot be bound to another tenant's account.
+        let bob_b = store.accounts().find_by_name(&b.id, "alice").await.unwrap().unwrap();
+        assert!(
+            store
+                .api_keys()
+                .set_account(&a.id, &key.id, &bob_b.id)
+                .await
+                .unwrap_err()
+                .is_not_found()
+        );
+        store.api_keys().set_account(&a.id, &key.id, &alice.id).await.unwrap();
+        let found = store.api_keys().find_by_hash(&hash).await.unwrap().unwrap();
+        assert_eq!(found.account_id.as_deref(), Some(alice.id.as_str()));
+    })
+    .await;
+}

@@ -24,6 +24,8 @@ pub struct ApiKeyRecord {
     pub created_at: i64,
     /// Unix milliseconds of the last successful authentication, if any.
     pub last_used_at: Option<i64>,
+    /// The account a tenant key acts as; `None` for admin keys.
+    pub account_id: Option<String>,
 }
 
 impl ApiKeyRecord {
@@ -35,7 +37,7 @@ impl ApiKeyRecord {
 
 macro_rules! api_key_columns {
     () => {
-        "id, tenant_id, name, key_prefix, created_at, last_used_at"
+        "id, tenant_id, name, key_prefix, created_at, last_used_at, account_id"
     };
 }
 
@@ -47,6 +49,7 @@ fn api_key_from_row(row: &AnyRow) -> Result<ApiKeyRecord, sqlx::Error> {
         key_prefix: row.try_get("key_prefix")?,
         created_at: row.try_get("created_at")?,
         last_used_at: row.try_get("last_used_at")?,
+        account_id: row.try_get("account_id")?,
     })
 }
 
@@ -104,6 +107,26 @@ impl ApiKeys<'_> {
             })
         })?;
         Ok(api_key_from_row(&row)?)
+    }
+
+    /// Binds a tenant key to an account of the same tenant.
+    pub async fn set_account(&self, tenant_id: &str, id: &str, account_id: &str) -> Result<(), StoreError> {
+        let done = sqlx::query(
+            "UPDATE api_keys SET account_id = $3 WHERE id = $1 AND tenant_id = $2 \
+             AND EXISTS (SELECT 1 FROM accounts WHERE accounts.id = $3 AND accounts.tenant_id = $2)",
+        )
+        .bind(id)
+        .bind(tenant_id)
+        .bind(account_id)
+        .execute(self.store.pool())
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound {
+                entity: "API key or account",
+                id: id.to_owned(),
+            });
+        }
+        Ok(())
     }
 
     /// The key whose hash this is (used to authenticate; not tenant-scoped because the key decides the tenant).

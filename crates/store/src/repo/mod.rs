@@ -3,6 +3,7 @@
 //! Every method that touches tenant-owned rows takes the tenant id and puts it in the `WHERE` clause, so a caller
 //! holding only another tenant's id gets "not found", never the row.
 
+pub mod accounts;
 pub mod api_keys;
 pub mod builtin_credentials;
 pub mod labels;
