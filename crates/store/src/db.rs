@@ -192,6 +192,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../migrations/sqlite/0002_accounts.sql"),
         include_str!("../migrations/postgres/0002_accounts.sql"),
     ),
+    (
+        3,
+        "api_providers",
+        include_str!("../migrations/sqlite/0003_api_providers.sql"),
+        include_str!("../migrations/postgres/0003_api_providers.sql"),
+    ),
 ];
 
 /// The embedded migrator for one dialect.

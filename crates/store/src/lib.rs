@@ -69,7 +69,9 @@ pub mod repo;
 pub use blob::{BlobConfig, BlobError, BlobReader, BlobStore, BlobWriter, PutStreamError, Secret};
 pub use db::{Backend, DEFAULT_SQLITE_FILE, Store, StoreOptions, new_id};
 pub use error::StoreError;
+pub use repo::accounts::{ACCOUNT_ROLES, AccountRecord, Accounts};
 pub use repo::api_keys::{ApiKeyRecord, ApiKeys};
+pub use repo::api_providers::{ApiProviderFields, ApiProviderRecord, ApiProviders};
 pub use repo::builtin_credentials::{
     BuiltinCredentialRecord, BuiltinCredentialUpdate, BuiltinCredentials, CREDENTIAL_TYPE_API_KEY,
     CREDENTIAL_TYPE_OAUTH2, NEVER_EXPIRES, NewBuiltinCredential,

@@ -570,3 +570,68 @@ async fn accounts_belong_to_one_tenant_and_bind_keys() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn api_providers_are_unique_per_tenant_and_isolated() {
+    on_each_backend(|store| async move {
+        let a = store.tenants().create("a").await.unwrap();
+        let b = store.tenants().create("b").await.unwrap();
+        let fields = toolplane_store::ApiProviderFields {
+            name: "petstore".into(),
+            schema: "openapi: 3.0.0".into(),
+            schema_type_str: "openapi".into(),
+            tools_str: "[]".into(),
+            credentials_str: r#"{"auth_type":"none"}"#.into(),
+            ..Default::default()
+        };
+        let created = store.api_providers().insert(&a.id, "u1", &fields).await.unwrap();
+        assert!(
+            store
+                .api_providers()
+                .insert(&a.id, "u1", &fields)
+                .await
+                .unwrap_err()
+                .is_conflict()
+        );
+        store.api_providers().insert(&b.id, "u2", &fields).await.unwrap();
+
+        assert_eq!(
+            store
+                .api_providers()
+                .get_by_name(&a.id, "petstore")
+                .await
+                .unwrap()
+                .unwrap()
+                .id,
+            created.id
+        );
+        assert!(
+            store.api_providers().get(&b.id, &created.id).await.unwrap().is_none(),
+            "tenant b cannot read a's row"
+        );
+        assert!(!store.api_providers().delete(&b.id, &created.id).await.unwrap());
+
+        let renamed = toolplane_store::ApiProviderFields {
+            name: "pets".into(),
+            ..fields.clone()
+        };
+        let updated = store
+            .api_providers()
+            .update(&a.id, &created.id, &renamed)
+            .await
+            .unwrap();
+        assert_eq!(updated.name, "pets");
+        assert!(
+            store
+                .api_providers()
+                .update(&b.id, &created.id, &renamed)
+                .await
+                .unwrap_err()
+                .is_not_found()
+        );
+        assert_eq!(store.api_providers().list(&a.id).await.unwrap().len(), 1);
+        assert!(store.api_providers().delete(&a.id, &created.id).await.unwrap());
+        assert!(store.api_providers().list(&a.id).await.unwrap().is_empty());
+    })
+    .await;
+}

@@ -5,6 +5,7 @@
 
 pub mod accounts;
 pub mod api_keys;
+pub mod api_providers;
 pub mod builtin_credentials;
 pub mod labels;
 pub mod settings;
