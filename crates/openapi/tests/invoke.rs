@@ -14,7 +14,8 @@ use serde_json::{Map, Value, json};
 use toolplane_core::{MessagePayload, Tool, ToolError, ToolInvokeMessage, ToolRuntime};
 use toolplane_net::{NetConfig, SafeClient};
 use toolplane_openapi::{
-    ApiTool, ApiToolTimeouts, EMPTY_RESPONSE_MESSAGE, ParseOptions, ParsedSpec, load_spec, parse_tools,
+    ApiTool, ApiToolTimeouts, EMPTY_RESPONSE_MESSAGE, ParseOptions, ParsedSpec, SchemaType, load_from_url, load_spec,
+    parse_tools,
 };
 
 #[derive(Debug, Clone)]
@@ -52,6 +53,16 @@ async fn record(State(log): State<Log>, request: Request) -> Response {
         "/api/respond/empty" => StatusCode::NO_CONTENT.into_response(),
         "/api/respond/fail" => (StatusCode::UNPROCESSABLE_ENTITY, "bad input ".repeat(500)).into_response(),
         "/api/respond/list" => ([(header::CONTENT_TYPE, "application/json")], "[1,2]").into_response(),
+        "/.well-known/ai-plugin.json" => (
+            [(header::CONTENT_TYPE, "application/json")],
+            include_str!("data/openai-plugin.json"),
+        )
+            .into_response(),
+        "/openapi.yaml" => (
+            [(header::CONTENT_TYPE, "application/yaml")],
+            "openapi: 3.0.0\ninfo: {title: todo, version: '1'}\nservers: [{url: /api}]\npaths:\n  /todos:\n    get: {operationId: listTodos, summary: List}\n",
+        )
+            .into_response(),
         "/files/report.txt" => ([(header::CONTENT_TYPE, "text/plain")], "downloaded content").into_response(),
         _ => ([(header::CONTENT_TYPE, "application/json")], r#"{"ok":true}"#).into_response(),
     }
@@ -339,5 +350,24 @@ async fn the_tool_trait_and_the_ssrf_guard() {
     assert!(
         matches!(err, ToolError::Invoke(ref m) if m.contains("127.0.0.1")),
         "{err}"
+    );
+}
+
+#[tokio::test]
+async fn load_from_url_follows_a_plugin_manifest() {
+    let h = Harness::start().await;
+    let url = format!("{}/.well-known/ai-plugin.json", h.base);
+    let spec = load_from_url(&h.client, &url, 1 << 20).await.unwrap();
+    assert_eq!(spec.schema_type, SchemaType::OpenAiPlugin);
+    let parsed = parse_tools(&spec, &ParseOptions::default()).unwrap();
+    // The relative server is resolved against the spec's URL.
+    assert_eq!(parsed.tools[0].server_url, format!("{}/api/todos", h.base));
+
+    let err = load_from_url(&h.client, &url, 10).await.unwrap_err();
+    assert_eq!(err.category(), "too_large");
+    let strict = SafeClient::new(NetConfig::default()).unwrap();
+    assert_eq!(
+        load_from_url(&strict, &url, 1 << 20).await.unwrap_err().category(),
+        "fetch"
     );
 }
