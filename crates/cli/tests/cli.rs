@@ -1,5 +1,7 @@
 //! The `toolplane` binary end to end: first start, tenants, keys, tools, and a served request.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};

@@ -4,6 +4,10 @@
 //! leak usable keys. A key either belongs to one tenant (it sees only that tenant) or is an admin key (no tenant)
 //! that manages tenants and may act in one by naming it in `X-Tenant-Id`.
 
+use std::collections::HashMap;
+use std::sync::RwLock;
+use std::time::{Duration, Instant};
+
 use axum::extract::FromRequestParts;
 use axum::http::HeaderMap;
 use axum::http::request::Parts;
@@ -38,6 +42,44 @@ pub fn hash_key(key: &str) -> String {
 /// The part of a key shown in listings.
 pub fn key_display_prefix(key: &str) -> String {
     key.chars().take(KEY_PREFIX.len() + 6).collect()
+}
+
+/// How long a verified key is trusted without asking the database again. Bounds how long a key deleted on another
+/// node keeps working here.
+pub const KEY_CACHE_TTL: Duration = Duration::from_secs(30);
+const KEY_CACHE_MAX_ENTRIES: usize = 10_000;
+
+/// Verified keys by hash, so the hot path does not query the database on every request.
+#[derive(Debug, Default)]
+pub struct KeyCache {
+    entries: RwLock<HashMap<String, (Caller, Instant)>>,
+}
+
+impl KeyCache {
+    fn get(&self, hash: &str) -> Option<Caller> {
+        // A poisoned lock only means a panic elsewhere mid-update; the map is still usable.
+        let entries = self.entries.read().unwrap_or_else(|e| e.into_inner());
+        entries
+            .get(hash)
+            .filter(|(_, at)| at.elapsed() < KEY_CACHE_TTL)
+            .map(|(caller, _)| caller.clone())
+    }
+
+    fn put(&self, hash: String, caller: Caller) {
+        let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
+        if entries.len() >= KEY_CACHE_MAX_ENTRIES {
+            entries.retain(|_, (_, at)| at.elapsed() < KEY_CACHE_TTL);
+            if entries.len() >= KEY_CACHE_MAX_ENTRIES {
+                entries.clear();
+            }
+        }
+        entries.insert(hash, (caller, Instant::now()));
+    }
+
+    /// Forgets every cached key (after a key is deleted).
+    pub fn clear(&self) {
+        self.entries.write().unwrap_or_else(|e| e.into_inner()).clear();
+    }
 }
 
 /// The caller behind a valid API key.
@@ -90,17 +132,23 @@ impl FromRequestParts<AppState> for Caller {
         let key = presented_key(&parts.headers).filter(|k| !k.is_empty()).ok_or_else(|| {
             ApiError::unauthorized("missing API key: send it as 'Authorization: Bearer <key>' or 'X-Api-Key: <key>'")
         })?;
+        let hash = hash_key(key);
+        if let Some(caller) = state.key_cache.get(&hash) {
+            return Ok(caller);
+        }
         let record = state
             .store
             .api_keys()
-            .find_by_hash(&hash_key(key))
+            .find_by_hash(&hash)
             .await?
             .ok_or_else(|| ApiError::unauthorized("invalid API key: it is unknown or has been deleted"))?;
-        Ok(Caller {
+        let caller = Caller {
             key_id: record.id,
             account_id: record.account_id,
             tenant_id: record.tenant_id,
-        })
+        };
+        state.key_cache.put(hash, caller.clone());
+        Ok(caller)
     }
 }
 

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use toolplane_core::{Catalog, ProviderSource, StaticSource, ToolProvider, ToolProviderType};
 use toolplane_store::{BlobStore, Store};
 
-use crate::auth::{hash_key, key_display_prefix, new_api_key};
+use crate::auth::{KeyCache, hash_key, key_display_prefix, new_api_key};
 use crate::config::ServerConfig;
 use crate::credentials::Credentials;
 use crate::error::ApiError;
@@ -24,6 +24,8 @@ pub struct AppState {
     pub credentials: Arc<Credentials>,
     pub keys: Arc<TenantKeys>,
     pub config: Arc<ServerConfig>,
+    /// Verified API keys, so authentication does not query the database on every request.
+    pub key_cache: Arc<KeyCache>,
 }
 
 /// What the first start created; the admin key is shown once and never stored in clear.
@@ -53,6 +55,7 @@ impl AppState {
             credentials,
             keys,
             config: Arc::new(config),
+            key_cache: Arc::new(KeyCache::default()),
         }
     }
 

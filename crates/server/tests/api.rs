@@ -1,5 +1,7 @@
 //! The server over real HTTP on loopback: two tenants, credentials, invocation, bad input.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod support;
 
 use serde_json::{Value, json};

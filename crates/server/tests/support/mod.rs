@@ -1,7 +1,7 @@
 //! A real toolplane server on loopback for integration tests: SQLite in a temp folder (or a fresh PostgreSQL
 //! schema), local blobs, the builtin providers plus a test provider that needs an API key, two tenants with keys.
 
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::Arc;
 
