@@ -1,0 +1,53 @@
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
+//! The management half of a Dify-compatible plugin daemon.
+//!
+//! Dify's API server talks to `dify-plugin-daemon` over HTTP (`/plugin/{tenant_id}/management/…`, `X-Api-Key`). This
+//! crate serves those routes with the same paths, field names, envelope and error types, so Dify can use toolplane in
+//! its place for everything except running plugins (the runtime comes with the next issue):
+//! - [`DaemonConfig`]: the original's environment variables (`SERVER_KEY`, `PLUGIN_*_PATH`,
+//!   `MAX_PLUGIN_PACKAGE_SIZE`, signature policy, `PLUGIN_DB_URL`/`DB_*`);
+//! - [`PluginDb`]: the plugin database (its own migrations; tables `plugins`, `plugin_installations`,
+//!   `plugin_declarations`, the five category installation tables, `install_tasks`, `tenant_storages`, `endpoints`,
+//!   `plugin_readme_records`), SQLite by default, PostgreSQL by URL;
+//! - [`DaemonState`]: the service (upload, install tasks, upgrade, uninstall, listing, assets) over the database
+//!   and a [`toolplane_store::BlobStore`] holding the original's buckets (`plugin_packages/<uid>`,
+//!   `plugin/<uid>`, `assets/<media id>`); the runtime hooks in through [`PluginEnvironment`];
+//! - [`router`] and [`serve_daemon`]: the HTTP API;
+//! - [`PluginProviderSource`]: installed plugin tool providers for toolplane's catalog;
+//! - [`cli::PluginCommand`]: `toolplane plugin init|package|checksum|signature|inspect`.
+
+mod catalog;
+pub mod cli;
+mod config;
+mod db;
+mod declaration;
+mod error;
+mod http;
+mod service;
+
+use std::future::Future;
+
+pub use catalog::{PluginProviderSource, PluginTool, PluginToolProvider, split_provider_id};
+pub use config::{DEFAULT_MAX_BUNDLE_SIZE, DEFAULT_PLUGIN_DB_FILE, DaemonConfig, StoragePaths};
+pub use db::{
+    DbBackend, InstallationRow, NewInstallation, PluginDb, ProviderCategory, ProviderRow, Released, TaskPlugin,
+    TaskRow, TaskStatus,
+};
+pub use declaration::{build_declaration, media_id};
+pub use error::{ConfigError, DaemonError};
+pub use http::{VERSION, router};
+pub use service::{
+    DaemonState, INSTALL_TIMEOUT, INTERRUPTED_MESSAGE, InstallStart, MAX_IDENTIFIERS_PER_INSTALL, NoRuntime,
+    PluginEnvironment,
+};
+
+/// Serves [`router`] alone (as `toolplane daemon` does, on 5002), with the original's 404 body for unknown routes,
+/// until `shutdown` completes.
+pub async fn serve_daemon(
+    listener: tokio::net::TcpListener,
+    state: DaemonState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = router(state).fallback(http::not_found);
+    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+}
