@@ -44,9 +44,7 @@ pub fn build_declaration(package: &PluginPackage, verified: bool) -> (Value, Vec
         "category".into(),
         Value::String(package.manifest.category().as_str().into()),
     );
-    for key in ["tags"] {
-        root.entry(key).or_insert_with(|| Value::Array(Vec::new()));
-    }
+    root.entry("tags").or_insert_with(|| Value::Array(Vec::new()));
     let declarations = &package.declarations;
     let providers = [
         ("tool", declarations.tool.as_ref().map(|d| d.raw.clone())),
