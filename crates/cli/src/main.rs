@@ -1,6 +1,8 @@
 //! `toolplane`: the one binary. `serve` runs the server; the other commands manage tenants, keys and tools on the
 //! same database without a running server.
 
+mod openapi;
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
@@ -39,6 +41,9 @@ enum Command {
     /// List and invoke tools.
     #[command(subcommand)]
     Tool(ToolCommand),
+    /// Inspect OpenAPI / Swagger / OpenAI-plugin specs as API tools, or import them into a tenant.
+    #[command(subcommand)]
+    Openapi(openapi::OpenapiCommand),
 }
 
 #[derive(Subcommand)]
@@ -158,6 +163,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Tenant(command) => tenant_command(command, open(&settings, config).await?).await,
         Command::Key(command) => key_command(command, open(&settings, config).await?).await,
         Command::Tool(command) => tool_command(command, open(&settings, config).await?).await,
+        Command::Openapi(command) => openapi_command(command, &settings, config).await,
     }
 }
 
@@ -177,9 +183,9 @@ async fn open(settings: &Settings, config: ServerConfig) -> Result<AppState> {
     let blob_config = BlobConfig::from_vars(settings.lookup(), config.data_dir.clone())?;
     let blobs = BlobStore::from_config(&blob_config)?;
     let net = NetConfig::from_lookup(settings.lookup())?;
-    let client = SafeClient::new(net)?;
+    let client = SafeClient::new(net.clone())?;
     let builtin = toolplane_builtin::providers(client);
-    Ok(AppState::new(config, store, blobs, builtin))
+    Ok(AppState::new(config, store, blobs, builtin, net))
 }
 
 async fn serve(settings: Settings, config: ServerConfig) -> Result<()> {
@@ -361,6 +367,35 @@ async fn tool_command(command: ToolCommand, state: AppState) -> Result<()> {
         }
     }
     Ok(())
+}
+
+async fn openapi_command(command: openapi::OpenapiCommand, settings: &Settings, config: ServerConfig) -> Result<()> {
+    let net = NetConfig::from_lookup(settings.lookup())?;
+    match command {
+        openapi::OpenapiCommand::Inspect { source, json } => openapi::inspect(&source, json, &net).await,
+        openapi::OpenapiCommand::Import {
+            source,
+            tenant,
+            name,
+            auth_type,
+            api_key,
+            api_key_header,
+            api_key_header_prefix,
+            api_key_query_param,
+            labels,
+        } => {
+            let state = open(settings, config).await?;
+            let tenant = find_tenant(&state, &tenant).await?;
+            let flags = openapi::ImportFlags {
+                auth_type,
+                api_key,
+                api_key_header,
+                api_key_header_prefix,
+                api_key_query_param,
+            };
+            openapi::import(&state, &tenant.id, &source, &name, &flags, labels, &net).await
+        }
+    }
 }
 
 /// `key=value` pairs; a value that parses as JSON is passed typed, anything else as a string.

@@ -96,7 +96,13 @@ async fn run(total: usize) {
     )
     .expect("blobs");
     let client = SafeClient::new(NetConfig::default()).expect("client");
-    let state = AppState::new(config, store, blobs, toolplane_builtin::providers(client));
+    let state = AppState::new(
+        config,
+        store,
+        blobs,
+        toolplane_builtin::providers(client),
+        NetConfig::default(),
+    );
     state.bootstrap().await.expect("bootstrap");
     let tenant = state.create_tenant("bench").await.expect("tenant");
     let (_, key) = state.create_api_key(Some(&tenant.id), "bench").await.expect("key");

@@ -293,7 +293,7 @@ impl ApiTools {
             return Err(ApiError::invalid(format!("provider {name} already exists")));
         }
         let parsed = self.parse_schema(&input.schema, request_env).await?;
-        let credentials = checked_credentials(&name, input.credentials)?;
+        let credentials = checked_credentials(&name, input.credentials.clone())?;
         let fields = self.fields(tenant_id, name, &input, &parsed, &credentials).await?;
         let row = repo.insert(tenant_id, user_id, &fields).await?;
         self.store
@@ -378,7 +378,9 @@ impl ApiTools {
             match self.provider(&row).await {
                 Ok(provider) => out.push(provider_entity(&provider)),
                 // Dify skips providers whose controller cannot be built; say why in the log.
-                Err(e) => tracing::warn!(provider = %row.id, error = %e, "skipping an API provider that cannot be built"),
+                Err(e) => {
+                    tracing::warn!(provider = %row.id, error = %e, "skipping an API provider that cannot be built")
+                }
             }
         }
         Ok(out)
@@ -386,11 +388,8 @@ impl ApiTools {
 
     /// `GET …/api/remote`: downloads a spec through the SSRF-safe client and checks that it loads.
     pub async fn remote_schema(&self, url: &str) -> Result<Value, ApiError> {
-        let fail = |detail: String| {
-            ApiError::invalid(format!(
-                "invalid schema, please check the url you provided ({detail})"
-            ))
-        };
+        let fail =
+            |detail: String| ApiError::invalid(format!("invalid schema, please check the url you provided ({detail})"));
         if url::Url::parse(url).is_err() {
             return Err(fail(format!("{url:?} is not an absolute http(s) URL")));
         }
@@ -419,10 +418,7 @@ impl ApiTools {
                 "invalid schema type {kind:?}: expected openapi, swagger, openai_plugin or openai_actions"
             ));
         }
-        let parsed = self
-            .parse_schema(&request.schema, None)
-            .await
-            .map_err(|e| e.message)?;
+        let parsed = self.parse_schema(&request.schema, None).await.map_err(|e| e.message)?;
         let bundle = parsed
             .tools
             .into_iter()
@@ -430,7 +426,11 @@ impl ApiTools {
             .ok_or_else(|| format!("invalid tool name {}", request.tool_name))?;
         let mut credentials = request.credentials;
         let mut provider_id = String::new();
-        if let Some(name) = request.provider_name.as_deref().map(str::trim).filter(|n| !n.is_empty())
+        if let Some(name) = request
+            .provider_name
+            .as_deref()
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
             && let Some(row) = self
                 .store
                 .api_providers()
@@ -469,7 +469,9 @@ impl ApiTools {
         for row in rows {
             match self.provider(&row).await {
                 Ok(provider) => out.push(provider),
-                Err(e) => tracing::warn!(provider = %row.id, error = %e, "skipping an API provider that cannot be built"),
+                Err(e) => {
+                    tracing::warn!(provider = %row.id, error = %e, "skipping an API provider that cannot be built")
+                }
             }
         }
         Ok(out)
@@ -508,8 +510,12 @@ impl ApiTools {
     }
 
     async fn decrypt(&self, tenant_id: &str, row: &ApiProviderRecord) -> Result<Map<String, Value>, ApiError> {
-        let stored: Map<String, Value> = serde_json::from_str(&row.credentials_str)
-            .map_err(|e| ApiError::internal(format!("api provider {}: credentials are not a JSON object: {e}", row.id)))?;
+        let stored: Map<String, Value> = serde_json::from_str(&row.credentials_str).map_err(|e| {
+            ApiError::internal(format!(
+                "api provider {}: credentials are not a JSON object: {e}",
+                row.id
+            ))
+        })?;
         let key = self.keys.private_key(tenant_id).await?;
         decrypt_fields(&stored, &[SECRET_FIELD], &key).map_err(|e| {
             ApiError::invalid(format!(

@@ -8,6 +8,7 @@
 //! # }
 //! ```
 
+pub mod api_tools;
 pub mod auth;
 pub mod config;
 pub mod credentials;

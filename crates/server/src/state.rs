@@ -3,8 +3,10 @@
 use std::sync::Arc;
 
 use toolplane_core::{Catalog, ProviderSource, StaticSource, ToolProvider, ToolProviderType};
+use toolplane_net::NetConfig;
 use toolplane_store::{BlobStore, Store};
 
+use crate::api_tools::{ApiProviderSource, ApiTools};
 use crate::auth::{KeyCache, hash_key, key_display_prefix, new_api_key};
 use crate::config::ServerConfig;
 use crate::credentials::Credentials;
@@ -24,6 +26,8 @@ pub struct AppState {
     pub credentials: Arc<Credentials>,
     pub keys: Arc<TenantKeys>,
     pub config: Arc<ServerConfig>,
+    /// API tools imported from OpenAPI specs (console routes and the catalog's `api` source).
+    pub api_tools: Arc<ApiTools>,
     /// Verified API keys, so authentication does not query the database on every request.
     pub key_cache: Arc<KeyCache>,
 }
@@ -36,12 +40,22 @@ pub struct FirstStart {
 }
 
 impl AppState {
-    /// Wires the services together. `builtin` are the compiled-in providers (tests may add their own).
-    pub fn new(config: ServerConfig, store: Store, blobs: BlobStore, builtin: Vec<Arc<dyn ToolProvider>>) -> Self {
+    /// Wires the services together. `builtin` are the compiled-in providers (tests may add their own); `net` is
+    /// the outbound HTTP configuration (SSRF exceptions, limits) API tools call their services with.
+    pub fn new(
+        config: ServerConfig,
+        store: Store,
+        blobs: BlobStore,
+        builtin: Vec<Arc<dyn ToolProvider>>,
+        net: NetConfig,
+    ) -> Self {
         let keys = Arc::new(TenantKeys::new(store.clone(), blobs.clone()));
         let credentials = Arc::new(Credentials::new(store.clone(), keys.clone()));
-        let sources: Vec<Arc<dyn ProviderSource>> =
-            vec![Arc::new(StaticSource::new(ToolProviderType::Builtin, builtin))];
+        let api_tools = Arc::new(ApiTools::new(store.clone(), keys.clone(), net));
+        let sources: Vec<Arc<dyn ProviderSource>> = vec![
+            Arc::new(StaticSource::new(ToolProviderType::Builtin, builtin)),
+            Arc::new(ApiProviderSource::new(api_tools.clone())),
+        ];
         let catalog = Catalog::new(
             sources,
             credentials.clone(),
@@ -55,6 +69,7 @@ impl AppState {
             credentials,
             keys,
             config: Arc::new(config),
+            api_tools,
             key_cache: Arc::new(KeyCache::default()),
         }
     }

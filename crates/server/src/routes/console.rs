@@ -36,6 +36,7 @@ pub fn router() -> axum::Router<AppState> {
             get(credential_schema),
         )
         .route(&format!("{builtin}/credential/info"), get(credential_info))
+        .merge(super::api_tools::router())
 }
 
 fn success() -> Json<Value> {

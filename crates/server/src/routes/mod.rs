@@ -1,4 +1,5 @@
 //! HTTP routes.
 
+pub mod api_tools;
 pub mod console;
 pub mod v1;

@@ -111,10 +111,11 @@ impl TestServer {
         store.migrate().await.unwrap();
         let blobs = BlobStore::from_config(&BlobConfig::from_vars(settings.lookup(), config.data_dir.clone()).unwrap())
             .unwrap();
-        let client = SafeClient::new(NetConfig::from_lookup(settings.lookup()).unwrap()).unwrap();
+        let net = NetConfig::from_lookup(settings.lookup()).unwrap();
+        let client = SafeClient::new(net.clone()).unwrap();
         let mut providers = toolplane_builtin::providers(client);
         providers.push(Arc::new(KeyedProvider::new()));
-        let state = AppState::new(config, store, blobs, providers);
+        let state = AppState::new(config, store, blobs, providers, net);
         let first = state
             .bootstrap()
             .await
