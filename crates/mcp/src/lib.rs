@@ -9,4 +9,12 @@
 //! - OAuth 2.1 for MCP servers as a storage-free library ([`oauth`]);
 //! - toolplane's tools served over MCP ([`server`]): a protocol handler, an axum router and a stdio loop.
 
+pub mod client;
+pub mod oauth;
 pub mod protocol;
+pub mod sse;
+
+pub use client::{
+    CallOptions, ClientOptions, EraPreference, McpClient, McpError, ServerDetails, StdioCommand, TransportHint,
+    TransportKind,
+};

@@ -246,7 +246,9 @@ impl Message {
             return Err(RpcError::invalid_request("a JSON-RPC message must be a JSON object"));
         };
         if map.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
-            return Err(RpcError::invalid_request(r#"missing or wrong "jsonrpc": expected "2.0""#));
+            return Err(RpcError::invalid_request(
+                r#"missing or wrong "jsonrpc": expected "2.0""#,
+            ));
         }
         if map.contains_key("method") {
             if !map.get("method").is_some_and(Value::is_string) {
@@ -467,7 +469,13 @@ mod tests {
     #[test]
     fn classifies_messages() {
         let req = Message::from_value(json!({"jsonrpc":"2.0","id":1,"method":"ping"})).unwrap();
-        assert!(matches!(req, Message::Request(Request { id: Some(RequestId::Number(1)), .. })));
+        assert!(matches!(
+            req,
+            Message::Request(Request {
+                id: Some(RequestId::Number(1)),
+                ..
+            })
+        ));
         let note = Message::from_value(json!({"jsonrpc":"2.0","method":"notifications/initialized"})).unwrap();
         assert!(matches!(note, Message::Request(Request { id: None, .. })));
         let resp = Message::from_value(json!({"jsonrpc":"2.0","id":"a","result":{}})).unwrap();
@@ -516,7 +524,10 @@ mod tests {
         assert_eq!(result.unknown_content.len(), 1);
         let out = serde_json::to_value(&result).unwrap();
         assert_eq!(out["content"][1]["mimeType"], "image/png");
-        assert_eq!(out["content"][4], json!({"type": "resource_link", "uri": "file:///b", "name": "b"}));
+        assert_eq!(
+            out["content"][4],
+            json!({"type": "resource_link", "uri": "file:///b", "name": "b"})
+        );
         assert_eq!(out["structuredContent"], json!({"a": 1}));
     }
 

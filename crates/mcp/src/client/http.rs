@@ -1,0 +1,498 @@
+//! Streamable HTTP (2025-03-26 and later): one endpoint, POST per message, responses as JSON or SSE; sessions via
+//! `Mcp-Session-Id` in the session era, per-request headers in the stateless era.
+
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use serde_json::{Value, json};
+use tokio::sync::broadcast;
+use tokio_util::sync::{CancellationToken, DropGuard};
+use toolplane_net::header::{ACCEPT, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, WWW_AUTHENTICATE};
+use toolplane_net::{NetError, Response as HttpResponse, SafeClient, StatusCode};
+use url::Url;
+
+use super::dispatch::{Routed, parse, route};
+use super::{ClientOptions, McpError, RequestContext, ServerDetails, Transport, TransportKind, snippet};
+use crate::oauth::BearerChallenge;
+use crate::protocol::{
+    HEADER_METHOD, HEADER_NAME, HEADER_PROTOCOL_VERSION, HEADER_SESSION_ID, META_CLIENT_CAPABILITIES,
+    META_PROTOCOL_VERSION, Message, Request, RequestId, Response, STATELESS_VERSION,
+};
+use crate::sse::SseParser;
+
+const ACCEPT_BOTH: &str = "application/json, text/event-stream";
+
+/// The parts of the transport a background stream task needs as well.
+struct Conn {
+    http: SafeClient,
+    url: Url,
+    headers: HeaderMap,
+    sse_read_timeout: Duration,
+    max_message_bytes: usize,
+    session: RwLock<Option<String>>,
+    protocol_version: RwLock<Option<String>>,
+    notifications: broadcast::Sender<Request>,
+}
+
+pub(crate) struct HttpTransport {
+    conn: Arc<Conn>,
+    /// Stops the server-stream task when the transport goes away.
+    stream_stop: std::sync::Mutex<Option<(CancellationToken, DropGuard)>>,
+}
+
+impl HttpTransport {
+    pub(crate) fn new(
+        http: SafeClient,
+        url: Url,
+        options: &ClientOptions,
+        notifications: broadcast::Sender<Request>,
+    ) -> Result<Self, McpError> {
+        Ok(Self {
+            conn: Arc::new(Conn {
+                http,
+                url,
+                headers: header_map(&options.headers)?,
+                sse_read_timeout: options.sse_read_timeout,
+                max_message_bytes: options.max_message_bytes,
+                session: RwLock::new(None),
+                protocol_version: RwLock::new(None),
+                notifications,
+            }),
+            stream_stop: std::sync::Mutex::new(None),
+        })
+    }
+}
+
+/// Builds a header map from configured headers; names and values must be valid HTTP.
+pub(crate) fn header_map(headers: &std::collections::BTreeMap<String, String>) -> Result<HeaderMap, McpError> {
+    let mut map = HeaderMap::new();
+    for (name, value) in headers {
+        let name = HeaderName::try_from(name.as_str())
+            .map_err(|_| McpError::Config(format!("header name {name:?} is not a valid HTTP header name")))?;
+        let mut value = HeaderValue::try_from(value.as_str())
+            .map_err(|_| McpError::Config(format!("the value of header {name} is not a valid HTTP header value")))?;
+        value.set_sensitive(true);
+        map.insert(name, value);
+    }
+    Ok(map)
+}
+
+/// The `Mcp-Name` of a request: the tool, prompt or resource it is about.
+fn mcp_name(request: &Request) -> Option<String> {
+    let params = request.params.as_ref()?;
+    let key = match request.method.as_str() {
+        "tools/call" | "prompts/get" => "name",
+        "resources/read" => "uri",
+        _ => return None,
+    };
+    params.get(key).and_then(Value::as_str).map(str::to_owned)
+}
+
+impl Conn {
+    fn read<T: Clone>(lock: &RwLock<T>) -> T {
+        match lock.read() {
+            Ok(guard) => guard.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    fn write<T>(lock: &RwLock<T>, value: T) {
+        match lock.write() {
+            Ok(mut guard) => *guard = value,
+            Err(poisoned) => *poisoned.into_inner() = value,
+        }
+    }
+
+    async fn post(&self, message: &Request, ctx: &RequestContext, timeout: Duration) -> Result<HttpResponse, McpError> {
+        let body = serde_json::to_vec(message).map_err(|e| McpError::Protocol(e.to_string()))?;
+        let mut builder = self
+            .http
+            .post(self.url.clone())
+            .headers(self.headers.clone())
+            .header(ACCEPT, ACCEPT_BOTH)
+            .header(CONTENT_TYPE, "application/json")
+            .timeout(timeout)
+            .body(body);
+        if let Some(session) = Self::read(&self.session) {
+            builder = builder.header(HEADER_SESSION_ID, session);
+        }
+        if let Some(version) = &ctx.protocol_version {
+            builder = builder.header(HEADER_PROTOCOL_VERSION, version.as_str());
+        }
+        if ctx.stateless {
+            builder = builder.header(HEADER_METHOD, message.method.as_str());
+            if let Some(name) = mcp_name(message) {
+                builder = builder.header(HEADER_NAME, name);
+            }
+        }
+        Ok(builder.send().await?)
+    }
+
+    /// Maps auth failures and HTTP errors; returns the response when it is a success.
+    async fn check_status(&self, response: HttpResponse, had_session: bool) -> Result<HttpResponse, McpError> {
+        let status = response.status();
+        if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+            let challenge = response
+                .headers()
+                .get(WWW_AUTHENTICATE)
+                .and_then(|v| v.to_str().ok())
+                .and_then(BearerChallenge::parse);
+            if status == StatusCode::UNAUTHORIZED || challenge.is_some() {
+                return Err(McpError::Unauthorized {
+                    status: status.as_u16(),
+                    challenge,
+                });
+            }
+        }
+        if status == StatusCode::NOT_FOUND && had_session {
+            return Err(McpError::SessionExpired);
+        }
+        Ok(response)
+    }
+
+    /// Reads an error body: a JSON-RPC error response becomes `Ok(response)`, anything else an HTTP error.
+    async fn error_body(&self, response: HttpResponse, id: &RequestId) -> Result<Response, McpError> {
+        let status = response.status().as_u16();
+        let body = self.http.read_body(response).await.unwrap_or_else(|_| Bytes::new());
+        if let Ok(text) = std::str::from_utf8(&body)
+            && let Ok(messages) = parse(text)
+        {
+            for message in messages {
+                if let Message::Response(r) = message
+                    && r.error.is_some()
+                    && (r.id.is_none() || r.id.as_ref() == Some(id))
+                {
+                    return Ok(Response {
+                        id: Some(id.clone()),
+                        ..r
+                    });
+                }
+            }
+        }
+        Err(McpError::Http {
+            status,
+            body: snippet(&body),
+        })
+    }
+
+    /// Reads the response to `request` from a JSON body or an SSE stream.
+    async fn read_response(
+        &self,
+        response: HttpResponse,
+        request: &Request,
+        ctx: &RequestContext,
+    ) -> Result<Response, McpError> {
+        let Some(id) = request.id.clone() else {
+            return Err(McpError::Protocol("a request needs an id".into()));
+        };
+        if !response.status().is_success() {
+            return self.error_body(response, &id).await;
+        }
+        if matches!(response.status(), StatusCode::ACCEPTED | StatusCode::NO_CONTENT) {
+            return Err(McpError::Protocol(format!(
+                "the server accepted {} without answering it (HTTP {})",
+                request.method,
+                response.status().as_u16()
+            )));
+        }
+        let content_type = response
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        if content_type.starts_with("text/event-stream") {
+            return self.read_sse_response(response, &id, ctx).await;
+        }
+        let body = self.http.read_body(response).await?;
+        let text =
+            std::str::from_utf8(&body).map_err(|_| McpError::Protocol("the server's response is not UTF-8".into()))?;
+        let mut found = None;
+        for message in parse(text).map_err(McpError::Protocol)? {
+            match message {
+                Message::Response(r) if r.id.as_ref() == Some(&id) => found = Some(r),
+                other => self.route_side_message(other, ctx),
+            }
+        }
+        found.ok_or_else(|| McpError::Protocol(format!("the server's reply holds no response to request {id}")))
+    }
+
+    async fn read_sse_response(
+        &self,
+        mut response: HttpResponse,
+        id: &RequestId,
+        ctx: &RequestContext,
+    ) -> Result<Response, McpError> {
+        let mut parser = SseParser::new(self.max_message_bytes);
+        loop {
+            let chunk = tokio::time::timeout(self.sse_read_timeout, response.chunk())
+                .await
+                .map_err(|_| {
+                    McpError::Closed(format!(
+                        "no data on the response stream for {} s (sse_read_timeout)",
+                        self.sse_read_timeout.as_secs()
+                    ))
+                })?
+                .map_err(NetError::from_reqwest)?;
+            let Some(chunk) = chunk else {
+                return Err(McpError::Closed(format!(
+                    "the response stream ended before the response to request {id}"
+                )));
+            };
+            let events = parser.feed(&chunk).map_err(|e| McpError::Protocol(e.to_string()))?;
+            for event in events {
+                if event.data.trim().is_empty() || event.event != "message" {
+                    continue;
+                }
+                for message in parse(&event.data).map_err(McpError::Protocol)? {
+                    match message {
+                        Message::Response(r) if r.id.as_ref() == Some(id) => return Ok(r),
+                        other => self.route_side_message(other, ctx),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Notifications go to subscribers; server requests are answered in the background.
+    fn route_side_message(&self, message: Message, ctx: &RequestContext) {
+        if let Routed::Reply(reply) = route(message, None, &self.notifications) {
+            // A detached task: the reply must not hold up reading the stream.
+            let conn_reply = (self.http.clone(), reply, ctx.clone());
+            let this = ConnRef {
+                url: self.url.clone(),
+                headers: self.headers.clone(),
+                session: Self::read(&self.session),
+            };
+            tokio::spawn(async move {
+                let (http, reply, ctx) = conn_reply;
+                this.answer(&http, &reply, &ctx).await;
+            });
+        }
+    }
+}
+
+/// Enough of a connection to answer a server request from a detached task.
+struct ConnRef {
+    url: Url,
+    headers: HeaderMap,
+    session: Option<String>,
+}
+
+impl ConnRef {
+    async fn answer(&self, http: &SafeClient, reply: &Response, ctx: &RequestContext) {
+        let Ok(body) = serde_json::to_vec(reply) else { return };
+        let mut builder = http
+            .post(self.url.clone())
+            .headers(self.headers.clone())
+            .header(ACCEPT, ACCEPT_BOTH)
+            .header(CONTENT_TYPE, "application/json")
+            .body(body);
+        if let Some(session) = &self.session {
+            builder = builder.header(HEADER_SESSION_ID, session.as_str());
+        }
+        if let Some(version) = &ctx.protocol_version {
+            builder = builder.header(HEADER_PROTOCOL_VERSION, version.as_str());
+        }
+        if let Err(e) = builder.send().await {
+            tracing::debug!(error = %e, "could not answer the MCP server's request");
+        }
+    }
+}
+
+#[async_trait]
+impl Transport for HttpTransport {
+    async fn request(&self, request: &Request, ctx: &RequestContext) -> Result<Response, McpError> {
+        let conn = &self.conn;
+        let had_session = Conn::read(&conn.session).is_some();
+        // The outer select enforces the call's timeout; give the HTTP layer a little slack so it never wins.
+        let response = conn.post(request, ctx, ctx.timeout + Duration::from_secs(1)).await?;
+        let response = conn
+            .check_status(response, had_session && request.method != "initialize")
+            .await?;
+        if request.method == "initialize" && response.status().is_success() {
+            let session = response
+                .headers()
+                .get(HEADER_SESSION_ID)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            Conn::write(&conn.session, session);
+        }
+        conn.read_response(response, request, ctx).await
+    }
+
+    async fn notify(&self, notification: &Request, ctx: &RequestContext) -> Result<(), McpError> {
+        let conn = &self.conn;
+        let had_session = Conn::read(&conn.session).is_some();
+        let response = conn.post(notification, ctx, ctx.timeout).await?;
+        let response = conn.check_status(response, had_session).await?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        let body = conn.http.read_body(response).await.unwrap_or_default();
+        Err(McpError::Http {
+            status: status.as_u16(),
+            body: snippet(&body),
+        })
+    }
+
+    fn kind(&self) -> TransportKind {
+        TransportKind::StreamableHttp
+    }
+
+    async fn after_initialize(&self, details: &ServerDetails) {
+        Conn::write(&self.conn.protocol_version, Some(details.protocol_version.clone()));
+        if !details.tools_list_changed() {
+            return;
+        }
+        let token = CancellationToken::new();
+        let guard = token.clone().drop_guard();
+        if let Ok(mut slot) = self.stream_stop.lock() {
+            *slot = Some((token.clone(), guard));
+        }
+        let conn = Arc::clone(&self.conn);
+        let stateless = details.is_stateless();
+        tokio::spawn(async move { server_stream(conn, stateless, token).await });
+    }
+
+    async fn reset_session(&self) {
+        Conn::write(&self.conn.session, None);
+    }
+
+    async fn close(&self) {
+        if let Ok(mut slot) = self.stream_stop.lock()
+            && let Some((token, _guard)) = slot.take()
+        {
+            token.cancel();
+        }
+        let Some(session) = Conn::read(&self.conn.session) else {
+            return;
+        };
+        let mut builder = self
+            .conn
+            .http
+            .delete(self.conn.url.clone())
+            .headers(self.conn.headers.clone())
+            .header(HEADER_SESSION_ID, session)
+            .timeout(Duration::from_secs(5));
+        if let Some(version) = Conn::read(&self.conn.protocol_version) {
+            builder = builder.header(HEADER_PROTOCOL_VERSION, version);
+        }
+        // 405 means the server does not let clients end sessions; either way we are done.
+        let _ = builder.send().await;
+        Conn::write(&self.conn.session, None);
+    }
+}
+
+/// Keeps a server-to-client stream open: the GET stream in the session era, `subscriptions/listen` in the
+/// stateless era. Reconnects with backoff until stopped; gives up when the server says it has no such stream.
+async fn server_stream(conn: Arc<Conn>, stateless: bool, stop: CancellationToken) {
+    let mut backoff = Duration::from_millis(500);
+    let mut listen_id = 0u64;
+    loop {
+        let ctx = RequestContext {
+            protocol_version: Conn::read(&conn.protocol_version),
+            stateless,
+            timeout: conn.sse_read_timeout,
+        };
+        let request = if stateless {
+            listen_id += 1;
+            let params = json!({
+                "_meta": {META_PROTOCOL_VERSION: STATELESS_VERSION, META_CLIENT_CAPABILITIES: {}},
+                "notifications": {"toolsListChanged": true},
+            });
+            let req = Request::new(
+                RequestId::String(format!("listen-{listen_id}")),
+                "subscriptions/listen",
+                Some(params),
+            );
+            // A long-lived POST: its total timeout is a day, silence is bounded by sse_read_timeout below.
+            conn.post(&req, &ctx, Duration::from_secs(86_400)).await
+        } else {
+            let mut builder = conn
+                .http
+                .get(conn.url.clone())
+                .headers(conn.headers.clone())
+                .header(ACCEPT, "text/event-stream")
+                .timeout(Duration::from_secs(86_400));
+            if let Some(session) = Conn::read(&conn.session) {
+                builder = builder.header(HEADER_SESSION_ID, session);
+            }
+            if let Some(version) = &ctx.protocol_version {
+                builder = builder.header(HEADER_PROTOCOL_VERSION, version.as_str());
+            }
+            builder.send().await.map_err(McpError::from)
+        };
+        let outcome = tokio::select! {
+            _ = stop.cancelled() => return,
+            outcome = read_stream(&conn, request, &ctx) => outcome,
+        };
+        match outcome {
+            StreamEnd::Unsupported => {
+                tracing::debug!("the MCP server offers no server-to-client stream");
+                return;
+            }
+            StreamEnd::Ended => backoff = Duration::from_millis(500),
+            StreamEnd::Failed(e) => {
+                tracing::debug!(error = %e, "MCP server stream failed; reconnecting");
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+            }
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(backoff) => {}
+        }
+    }
+}
+
+enum StreamEnd {
+    Unsupported,
+    Ended,
+    Failed(McpError),
+}
+
+async fn read_stream(conn: &Conn, response: Result<HttpResponse, McpError>, ctx: &RequestContext) -> StreamEnd {
+    let mut response = match response {
+        Ok(r) => r,
+        Err(e) => return StreamEnd::Failed(e),
+    };
+    let status = response.status();
+    if matches!(status, StatusCode::METHOD_NOT_ALLOWED | StatusCode::NOT_IMPLEMENTED) {
+        return StreamEnd::Unsupported;
+    }
+    if !status.is_success() {
+        return StreamEnd::Failed(McpError::Http {
+            status: status.as_u16(),
+            body: String::new(),
+        });
+    }
+    let mut parser = SseParser::new(conn.max_message_bytes);
+    loop {
+        let chunk = match tokio::time::timeout(conn.sse_read_timeout, response.chunk()).await {
+            Err(_) => return StreamEnd::Failed(McpError::Closed("the server stream went silent".into())),
+            Ok(Err(e)) => return StreamEnd::Failed(NetError::from_reqwest(e).into()),
+            Ok(Ok(None)) => return StreamEnd::Ended,
+            Ok(Ok(Some(chunk))) => chunk,
+        };
+        let events = match parser.feed(&chunk) {
+            Ok(events) => events,
+            Err(e) => return StreamEnd::Failed(McpError::Protocol(e.to_string())),
+        };
+        for event in events {
+            if event.data.trim().is_empty() || event.event != "message" {
+                continue;
+            }
+            match parse(&event.data) {
+                Ok(messages) => {
+                    for message in messages {
+                        conn.route_side_message(message, ctx);
+                    }
+                }
+                Err(e) => tracing::debug!(error = %e, "skipping a bad message on the server stream"),
+            }
+        }
+    }
+}

@@ -1,0 +1,658 @@
+//! A client for MCP servers.
+//!
+//! [`McpClient`] speaks to a server over
+//! - streamable HTTP, in the session era (`initialize`, `Mcp-Session-Id`, responses as JSON or SSE, re-initialising
+//!   when the session expires) or the stateless 2026-07-28 era (`server/discover`, per-request `_meta` and
+//!   headers), detected automatically: a `server/discover` probe first, `initialize` when the server does not know
+//!   it;
+//! - the legacy HTTP+SSE transport of 2024-11-05 (GET an event stream, POST to the `endpoint` it names), used when
+//!   the URL ends in `/sse` or when a streamable-HTTP `initialize` is refused with 400/404/405;
+//! - stdio: a child process (killed when the client is dropped) exchanging newline-delimited JSON.
+//!
+//! Every HTTP request goes through [`toolplane_net::SafeClient`]. Requests have a timeout; when the caller's
+//! [`CancellationToken`] fires or the timeout strikes, the client sends `notifications/cancelled` (or, on stateless
+//! HTTP, closes the response stream, which is cancellation there). Server notifications such as
+//! `notifications/tools/list_changed` are surfaced through [`McpClient::notifications`].
+
+mod dispatch;
+mod http;
+mod legacy_sse;
+mod stdio;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde_json::{Map, Value, json};
+use tokio::sync::{Mutex, RwLock, broadcast};
+use tokio_util::sync::CancellationToken;
+use toolplane_net::{NetError, SafeClient};
+
+use crate::oauth::BearerChallenge;
+use crate::protocol::{
+    CallToolResult, Implementation, LATEST_SESSION_VERSION, ListToolsResult, META_CLIENT_CAPABILITIES,
+    META_CLIENT_INFO, META_PROTOCOL_VERSION, Request, RequestId, Response, RpcError, STATELESS_VERSION,
+    SUPPORTED_VERSIONS, Tool, codes, is_session_version,
+};
+
+pub use stdio::StdioCommand;
+
+/// Why a request to an MCP server failed.
+#[derive(Debug, thiserror::Error)]
+pub enum McpError {
+    /// The HTTP request could not be made (refused by the SSRF guard, connection failed, timed out, …).
+    #[error("cannot reach the MCP server: {0}")]
+    Net(#[from] NetError),
+
+    /// The server wants authorization: run the OAuth flow (see [`crate::oauth`]) or configure an auth header.
+    #[error("the MCP server requires authorization (HTTP {status}){}", challenge_hint(.challenge))]
+    Unauthorized {
+        status: u16,
+        challenge: Option<BearerChallenge>,
+    },
+
+    /// The server answered with an HTTP error that carries no JSON-RPC error.
+    #[error("the MCP server answered HTTP {status}: {body}")]
+    Http { status: u16, body: String },
+
+    /// The server answered the request with a JSON-RPC error.
+    #[error("the MCP server returned an error: {0}")]
+    Rpc(RpcError),
+
+    /// The server broke the protocol (unparsable message, missing response, …).
+    #[error("MCP protocol error: {0}")]
+    Protocol(String),
+
+    /// The server does not speak any version this client supports.
+    #[error("the MCP server answered with protocol version {0:?}; toolplane supports {supported}", supported = SUPPORTED_VERSIONS.join(", "))]
+    UnsupportedVersion(String),
+
+    /// The server forgot the session (HTTP 404); the client re-initialises once by itself.
+    #[error("the MCP session expired (HTTP 404)")]
+    SessionExpired,
+
+    /// The request took longer than its timeout.
+    #[error("MCP request {method} timed out after {seconds:.1} s")]
+    Timeout { method: String, seconds: f64 },
+
+    /// The caller cancelled the request.
+    #[error("MCP request {method} was cancelled")]
+    Cancelled { method: String },
+
+    /// The connection (stream or child process) is gone.
+    #[error("the connection to the MCP server is closed: {0}")]
+    Closed(String),
+
+    /// The stdio server could not be started.
+    #[error("cannot start the MCP server command {command:?}: {source}")]
+    Spawn {
+        command: String,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// The client was configured wrongly (bad URL, bad header, …).
+    #[error("invalid MCP client configuration: {0}")]
+    Config(String),
+}
+
+fn challenge_hint(challenge: &Option<BearerChallenge>) -> String {
+    match challenge {
+        Some(BearerChallenge {
+            resource_metadata: Some(url),
+            ..
+        }) => format!("; authorize via the metadata at {url}"),
+        _ => "; configure an Authorization header or authorize with OAuth".to_owned(),
+    }
+}
+
+/// Which HTTP transport to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TransportHint {
+    /// Streamable HTTP first (era detected), legacy SSE on refusal; legacy SSE first when the URL ends in `/sse`
+    /// (Dify's rule).
+    #[default]
+    Auto,
+    /// Streamable HTTP only.
+    StreamableHttp,
+    /// Legacy HTTP+SSE only.
+    Sse,
+}
+
+/// Which protocol era to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum EraPreference {
+    /// Probe with `server/discover`, fall back to `initialize`.
+    #[default]
+    Auto,
+    /// `initialize` and sessions only.
+    Session,
+    /// 2026-07-28 only.
+    Stateless,
+}
+
+/// Settings of an [`McpClient`].
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    /// Default time limit of one request (Dify's `timeout`, 30 s).
+    pub timeout: Duration,
+    /// Longest silence tolerated on an event stream (Dify's `sse_read_timeout`, 300 s).
+    pub sse_read_timeout: Duration,
+    /// Extra HTTP headers sent with every request (e.g. `Authorization`).
+    pub headers: BTreeMap<String, String>,
+    /// Who we are.
+    pub client_info: Implementation,
+    /// HTTP transport choice.
+    pub transport: TransportHint,
+    /// Era choice.
+    pub era: EraPreference,
+    /// Largest message accepted from the server, in bytes.
+    pub max_message_bytes: usize,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_secs(30),
+            sse_read_timeout: Duration::from_secs(300),
+            headers: BTreeMap::new(),
+            client_info: Implementation::toolplane(),
+            transport: TransportHint::Auto,
+            era: EraPreference::Auto,
+            max_message_bytes: 16 * 1024 * 1024,
+        }
+    }
+}
+
+/// How a connection ended up talking to its server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransportKind {
+    /// Streamable HTTP.
+    StreamableHttp,
+    /// Legacy HTTP+SSE.
+    LegacySse,
+    /// A child process.
+    Stdio,
+}
+
+/// What the server told us about itself.
+#[derive(Debug, Clone)]
+pub struct ServerDetails {
+    /// The negotiated protocol version.
+    pub protocol_version: String,
+    /// The server's name and version, when it said.
+    pub server_info: Option<Implementation>,
+    /// The server's capabilities, verbatim.
+    pub capabilities: Value,
+    /// `instructions` from `initialize`.
+    pub instructions: Option<String>,
+    /// The transport in use.
+    pub transport: TransportKind,
+}
+
+impl ServerDetails {
+    /// Whether the stateless 2026-07-28 era is in use.
+    pub fn is_stateless(&self) -> bool {
+        self.protocol_version == STATELESS_VERSION
+    }
+
+    /// Whether the server announced `tools.listChanged`.
+    pub fn tools_list_changed(&self) -> bool {
+        self.capabilities
+            .pointer("/tools/listChanged")
+            .and_then(Value::as_bool)
+            .unwrap_or(false)
+    }
+}
+
+/// Options of one call.
+#[derive(Debug, Clone, Default)]
+pub struct CallOptions {
+    /// Overrides [`ClientOptions::timeout`].
+    pub timeout: Option<Duration>,
+    /// Fired when the caller goes away; the request is then cancelled on the server too.
+    pub cancel: CancellationToken,
+}
+
+/// What a transport needs to know about the request it carries.
+#[derive(Debug, Clone)]
+pub(crate) struct RequestContext {
+    /// The protocol version once negotiated (sent as `MCP-Protocol-Version`).
+    pub protocol_version: Option<String>,
+    /// 2026-07-28: send `Mcp-Method`/`Mcp-Name`.
+    pub stateless: bool,
+    /// Deadline-free time limit for reading responses.
+    pub timeout: Duration,
+}
+
+/// One way of moving JSON-RPC messages to a server and back.
+#[async_trait]
+pub(crate) trait Transport: Send + Sync {
+    /// Sends a request and waits for its response. Dropping the future abandons the request.
+    async fn request(&self, request: &Request, ctx: &RequestContext) -> Result<Response, McpError>;
+    /// Sends a notification.
+    async fn notify(&self, notification: &Request, ctx: &RequestContext) -> Result<(), McpError>;
+    /// Which transport this is.
+    fn kind(&self) -> TransportKind;
+    /// Called after a session-era handshake; HTTP opens its server stream here when the server has one.
+    async fn after_initialize(&self, _details: &ServerDetails) {}
+    /// Forgets the session (before re-initialising).
+    async fn reset_session(&self) {}
+    /// Ends the connection (HTTP: `DELETE` the session).
+    async fn close(&self);
+}
+
+struct Shared {
+    transport: Box<dyn Transport>,
+    next_id: AtomicI64,
+    options: ClientOptions,
+    details: RwLock<ServerDetails>,
+    notifications: broadcast::Sender<Request>,
+    /// Serialises re-initialisation after an expired session.
+    reinit: Mutex<()>,
+}
+
+/// A connection to one MCP server. Cheap to clone; the connection closes when the last clone is dropped (a stdio
+/// child is killed then).
+#[derive(Clone)]
+pub struct McpClient {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for McpClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("McpClient")
+            .field("transport", &self.shared.transport.kind())
+            .finish_non_exhaustive()
+    }
+}
+
+impl McpClient {
+    /// Connects to an MCP server over HTTP (streamable HTTP or legacy SSE, see [`TransportHint`]).
+    pub async fn connect_http(http: SafeClient, url: &str, options: ClientOptions) -> Result<McpClient, McpError> {
+        let parsed = url::Url::parse(url)
+            .map_err(|e| McpError::Config(format!("server URL {:?} is not a valid URL: {e}", redact_url(url))))?;
+        if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
+            return Err(McpError::Config("the server URL must be http(s) with a host".into()));
+        }
+        http.check_url(&parsed)?;
+        let notifications = broadcast::channel(64).0;
+        let sse_first = options.transport == TransportHint::Sse
+            || (options.transport == TransportHint::Auto
+                && parsed.path_segments().and_then(|mut s| s.rfind(|p| !p.is_empty())) == Some("sse"));
+        if sse_first {
+            let result = Self::connect_legacy_sse(&http, &parsed, &options, &notifications).await;
+            match result {
+                Ok(client) => return Ok(client),
+                Err(e) if options.transport == TransportHint::Sse => return Err(e),
+                Err(McpError::Unauthorized { status, challenge }) => {
+                    return Err(McpError::Unauthorized { status, challenge });
+                }
+                Err(e) => tracing::debug!(error = %e, "legacy SSE failed, trying streamable HTTP"),
+            }
+        }
+        let transport = http::HttpTransport::new(http.clone(), parsed.clone(), &options, notifications.clone())?;
+        let client = McpClient::new(Box::new(transport), options.clone(), notifications.clone());
+        match client.handshake().await {
+            Ok(()) => Ok(client),
+            Err(McpError::Http { status, .. })
+                if options.transport == TransportHint::Auto && !sse_first && matches!(status, 400 | 404 | 405) =>
+            {
+                tracing::debug!(status, "streamable HTTP refused, trying the legacy SSE transport");
+                Self::connect_legacy_sse(&http, &parsed, &options, &notifications).await
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn connect_legacy_sse(
+        http: &SafeClient,
+        url: &url::Url,
+        options: &ClientOptions,
+        notifications: &broadcast::Sender<Request>,
+    ) -> Result<McpClient, McpError> {
+        let transport =
+            legacy_sse::LegacySseTransport::connect(http.clone(), url.clone(), options, notifications.clone()).await?;
+        let mut session_options = options.clone();
+        session_options.era = EraPreference::Session;
+        let client = McpClient::new(Box::new(transport), session_options, notifications.clone());
+        client.handshake().await?;
+        Ok(client)
+    }
+
+    /// Starts `command` and connects to it over stdio. Only for administrators: it runs a local program.
+    pub async fn connect_stdio(command: StdioCommand, options: ClientOptions) -> Result<McpClient, McpError> {
+        let notifications = broadcast::channel(64).0;
+        let transport = stdio::StdioTransport::spawn(&command, &options, notifications.clone())?;
+        let client = McpClient::new(Box::new(transport), options, notifications);
+        client.handshake().await?;
+        Ok(client)
+    }
+
+    fn new(transport: Box<dyn Transport>, options: ClientOptions, notifications: broadcast::Sender<Request>) -> Self {
+        let kind = transport.kind();
+        McpClient {
+            shared: Arc::new(Shared {
+                transport,
+                next_id: AtomicI64::new(0),
+                options,
+                details: RwLock::new(ServerDetails {
+                    protocol_version: String::new(),
+                    server_info: None,
+                    capabilities: Value::Null,
+                    instructions: None,
+                    transport: kind,
+                }),
+                notifications,
+                reinit: Mutex::new(()),
+            }),
+        }
+    }
+
+    /// Detects the era and completes the handshake.
+    async fn handshake(&self) -> Result<(), McpError> {
+        if self.shared.options.era != EraPreference::Session {
+            match self.discover().await {
+                Ok(()) => return Ok(()),
+                Err(e) if self.shared.options.era == EraPreference::Stateless => return Err(e),
+                Err(e @ (McpError::Unauthorized { .. } | McpError::Net(_) | McpError::Closed(_))) => return Err(e),
+                Err(e) => tracing::debug!(error = %e, "server/discover refused, falling back to initialize"),
+            }
+        }
+        self.initialize().await
+    }
+
+    /// `server/discover` (2026-07-28).
+    async fn discover(&self) -> Result<(), McpError> {
+        let mut timeout = self.shared.options.timeout;
+        if self.shared.transport.kind() == TransportKind::Stdio {
+            // Old stdio servers may ignore requests sent before `initialize`; do not wait long for them.
+            timeout = timeout.min(Duration::from_secs(5));
+        }
+        let ctx = RequestContext {
+            protocol_version: Some(STATELESS_VERSION.to_owned()),
+            stateless: true,
+            timeout,
+        };
+        let params = self.stateless_meta(Map::new());
+        let result = self
+            .raw_request(
+                "server/discover",
+                Some(Value::Object(params)),
+                &ctx,
+                &CallOptions::default(),
+            )
+            .await?;
+        let versions: Vec<&str> = result
+            .get("supportedVersions")
+            .and_then(Value::as_array)
+            .map(|v| v.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        if !versions.contains(&STATELESS_VERSION) {
+            return Err(McpError::UnsupportedVersion(versions.join(",")));
+        }
+        let mut details = self.shared.details.write().await;
+        details.protocol_version = STATELESS_VERSION.to_owned();
+        details.capabilities = result.get("capabilities").cloned().unwrap_or(Value::Null);
+        details.instructions = result.get("instructions").and_then(Value::as_str).map(str::to_owned);
+        details.server_info = result
+            .pointer("/_meta/io.modelcontextprotocol~1serverInfo")
+            .or_else(|| result.get("serverInfo"))
+            .and_then(|v| serde_json::from_value(v.clone()).ok());
+        let snapshot = details.clone();
+        drop(details);
+        self.shared.transport.after_initialize(&snapshot).await;
+        Ok(())
+    }
+
+    /// `initialize` + `notifications/initialized` (session era).
+    async fn initialize(&self) -> Result<(), McpError> {
+        let ctx = RequestContext {
+            protocol_version: None,
+            stateless: false,
+            timeout: self.shared.options.timeout,
+        };
+        let params = json!({
+            "protocolVersion": LATEST_SESSION_VERSION,
+            "capabilities": {},
+            "clientInfo": self.shared.options.client_info,
+        });
+        let result = self
+            .raw_request("initialize", Some(params), &ctx, &CallOptions::default())
+            .await?;
+        let version = result
+            .get("protocolVersion")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        if !is_session_version(&version) {
+            return Err(McpError::UnsupportedVersion(version));
+        }
+        let details = {
+            let mut details = self.shared.details.write().await;
+            details.protocol_version = version.clone();
+            details.capabilities = result.get("capabilities").cloned().unwrap_or(Value::Null);
+            details.instructions = result.get("instructions").and_then(Value::as_str).map(str::to_owned);
+            details.server_info = result
+                .get("serverInfo")
+                .and_then(|v| serde_json::from_value(v.clone()).ok());
+            details.clone()
+        };
+        let ctx = RequestContext {
+            protocol_version: Some(version),
+            ..ctx
+        };
+        self.shared
+            .transport
+            .notify(&Request::notification("notifications/initialized", None), &ctx)
+            .await?;
+        self.shared.transport.after_initialize(&details).await;
+        Ok(())
+    }
+
+    /// What the server told us about itself.
+    pub async fn server(&self) -> ServerDetails {
+        self.shared.details.read().await.clone()
+    }
+
+    /// Notifications the server sends outside of responses (e.g. `notifications/tools/list_changed`) and the
+    /// progress/log notifications on response streams.
+    pub fn notifications(&self) -> broadcast::Receiver<Request> {
+        self.shared.notifications.subscribe()
+    }
+
+    /// One page of `tools/list`.
+    pub async fn list_tools_page(&self, cursor: Option<&str>) -> Result<ListToolsResult, McpError> {
+        let params = cursor.map(|c| json!({"cursor": c}));
+        let result = self.request("tools/list", params, CallOptions::default()).await?;
+        serde_json::from_value(result).map_err(|e| McpError::Protocol(format!("invalid tools/list result: {e}")))
+    }
+
+    /// Every tool, following `nextCursor` (at most 1,000 pages; a repeated cursor ends the loop).
+    pub async fn list_tools(&self) -> Result<Vec<Tool>, McpError> {
+        let mut tools = Vec::new();
+        let mut cursor: Option<String> = None;
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..1000 {
+            let page = self.list_tools_page(cursor.as_deref()).await?;
+            tools.extend(page.tools);
+            match page.next_cursor.filter(|c| !c.is_empty()) {
+                Some(next) if seen.insert(next.clone()) => cursor = Some(next),
+                Some(next) => {
+                    return Err(McpError::Protocol(format!(
+                        "tools/list returned cursor {next:?} twice; the server's pagination loops"
+                    )));
+                }
+                None => return Ok(tools),
+            }
+        }
+        Err(McpError::Protocol("tools/list returned more than 1000 pages".into()))
+    }
+
+    /// `tools/call`.
+    pub async fn call_tool(
+        &self,
+        name: &str,
+        arguments: Map<String, Value>,
+        options: CallOptions,
+    ) -> Result<CallToolResult, McpError> {
+        let params = json!({"name": name, "arguments": arguments});
+        let result = self.request("tools/call", Some(params), options).await?;
+        if result.get("resultType").and_then(Value::as_str) == Some("input_required") {
+            return Err(McpError::Protocol(format!(
+                "tool {name:?} asked for user input (input_required), which toolplane does not support"
+            )));
+        }
+        CallToolResult::from_value(result).map_err(|e| McpError::Protocol(format!("invalid tools/call result: {e}")))
+    }
+
+    /// `ping` (session era only; 2026-07-28 removed it, so there it is a `server/discover`).
+    pub async fn ping(&self) -> Result<(), McpError> {
+        if self.shared.details.read().await.is_stateless() {
+            self.request("server/discover", None, CallOptions::default()).await?;
+        } else {
+            self.request("ping", None, CallOptions::default()).await?;
+        }
+        Ok(())
+    }
+
+    /// Any request; the result on success. Re-initialises once if the session expired.
+    pub async fn request(&self, method: &str, params: Option<Value>, options: CallOptions) -> Result<Value, McpError> {
+        let (ctx, params) = self.prepare(params, &options).await;
+        match self.raw_request(method, params.clone(), &ctx, &options).await {
+            Err(McpError::SessionExpired) => {
+                self.reinitialize(&ctx).await?;
+                let (ctx, params) = self.prepare(params, &options).await;
+                self.raw_request(method, params, &ctx, &options).await
+            }
+            other => other,
+        }
+    }
+
+    async fn prepare(&self, params: Option<Value>, options: &CallOptions) -> (RequestContext, Option<Value>) {
+        let details = self.shared.details.read().await;
+        let stateless = details.is_stateless();
+        let ctx = RequestContext {
+            protocol_version: Some(details.protocol_version.clone()).filter(|v| !v.is_empty()),
+            stateless,
+            timeout: options.timeout.unwrap_or(self.shared.options.timeout),
+        };
+        drop(details);
+        let params = if stateless {
+            let map = match params {
+                Some(Value::Object(map)) => map,
+                _ => Map::new(),
+            };
+            Some(Value::Object(self.stateless_meta(map)))
+        } else {
+            params
+        };
+        (ctx, params)
+    }
+
+    async fn reinitialize(&self, ctx: &RequestContext) -> Result<(), McpError> {
+        let _guard = self.shared.reinit.lock().await;
+        let current = self.shared.details.read().await.protocol_version.clone();
+        // Another caller may have re-initialised already; the version is the same either way, so just redo it.
+        tracing::info!(version = %current, stateless = ctx.stateless, "MCP session expired, re-initialising");
+        self.shared.transport.reset_session().await;
+        self.initialize().await
+    }
+
+    fn stateless_meta(&self, mut params: Map<String, Value>) -> Map<String, Value> {
+        let meta = params.entry("_meta").or_insert_with(|| Value::Object(Map::new()));
+        if let Value::Object(meta) = meta {
+            meta.insert(META_PROTOCOL_VERSION.into(), Value::String(STATELESS_VERSION.into()));
+            meta.insert(META_CLIENT_CAPABILITIES.into(), json!({}));
+            meta.insert(
+                META_CLIENT_INFO.into(),
+                serde_json::to_value(&self.shared.options.client_info).unwrap_or(Value::Null),
+            );
+        }
+        params
+    }
+
+    async fn raw_request(
+        &self,
+        method: &str,
+        params: Option<Value>,
+        ctx: &RequestContext,
+        options: &CallOptions,
+    ) -> Result<Value, McpError> {
+        let id = RequestId::Number(self.shared.next_id.fetch_add(1, Ordering::Relaxed));
+        let request = Request::new(id.clone(), method, params);
+        let exchange = self.shared.transport.request(&request, ctx);
+        let outcome = tokio::select! {
+            response = exchange => Ok(response),
+            _ = tokio::time::sleep(ctx.timeout) => Err(McpError::Timeout {
+                method: method.to_owned(),
+                seconds: ctx.timeout.as_secs_f64(),
+            }),
+            _ = options.cancel.cancelled() => Err(McpError::Cancelled { method: method.to_owned() }),
+        };
+        match outcome {
+            Ok(response) => {
+                let response = response?;
+                response.into_result().map_err(|e| {
+                    if e.code == codes::UNSUPPORTED_PROTOCOL_VERSION {
+                        McpError::UnsupportedVersion(e.message)
+                    } else {
+                        McpError::Rpc(e)
+                    }
+                })
+            }
+            Err(abandoned) => {
+                // The exchange future is dropped here, which closes an HTTP response stream. Session-era and stdio
+                // servers are told explicitly; `initialize` must never be cancelled.
+                let http_stateless = ctx.stateless && self.shared.transport.kind() != TransportKind::Stdio;
+                if method != "initialize" && !http_stateless {
+                    let reason = match &abandoned {
+                        McpError::Timeout { .. } => "timeout",
+                        _ => "cancelled by the caller",
+                    };
+                    let note = Request::notification(
+                        "notifications/cancelled",
+                        Some(json!({"requestId": id, "reason": reason})),
+                    );
+                    let transport_ctx = ctx.clone();
+                    // Best effort, bounded: the caller must not wait on an unresponsive server.
+                    let send = self.shared.transport.notify(&note, &transport_ctx);
+                    if let Ok(Err(e)) = tokio::time::timeout(Duration::from_secs(5), send).await {
+                        tracing::debug!(error = %e, "could not send notifications/cancelled");
+                    }
+                }
+                Err(abandoned)
+            }
+        }
+    }
+
+    /// Ends the connection: `DELETE`s an HTTP session, closes the legacy SSE stream, or stops the child process.
+    pub async fn close(&self) {
+        self.shared.transport.close().await;
+    }
+}
+
+/// A URL without user info and query, safe to log.
+pub(crate) fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) => {
+            let _ = u.set_username("");
+            let _ = u.set_password(None);
+            u.set_query(None);
+            u.to_string()
+        }
+        Err(_) => "<invalid URL>".to_owned(),
+    }
+}
+
+/// The first 512 characters of a body, for error messages.
+pub(crate) fn snippet(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    let mut out: String = text.chars().take(512).collect();
+    if text.chars().count() > 512 {
+        out.push('…');
+    }
+    out
+}

@@ -1,0 +1,232 @@
+//! The MCP client against servers built with the Python `mcp` SDK: stdio, streamable HTTP (both eras) and SSE.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use serde_json::{Map, Value, json};
+use tokio_util::sync::CancellationToken;
+use toolplane_mcp::protocol::Content;
+use toolplane_mcp::{
+    CallOptions, ClientOptions, EraPreference, McpClient, McpError, StdioCommand, TransportHint, TransportKind,
+};
+
+use common::{PyServer, loopback_client, python};
+
+const ALL_TOOLS: [&str; 8] = [
+    "echo",
+    "add",
+    "json_text",
+    "media",
+    "fail",
+    "slow",
+    "complex_args",
+    "change_tools",
+];
+
+fn args(value: Value) -> Map<String, Value> {
+    value.as_object().unwrap().clone()
+}
+
+/// Lists (over three pages), calls, checks tool errors, a timeout and a cancellation.
+async fn exercise(client: &McpClient, server: Option<&PyServer>, tag: &str) {
+    let tools = client.list_tools().await.unwrap();
+    let names: Vec<_> = tools.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(names, ALL_TOOLS, "all pages listed in order");
+    let first_page = client.list_tools_page(None).await.unwrap();
+    assert_eq!(first_page.tools.len(), 3);
+    assert_eq!(first_page.next_cursor.as_deref(), Some("3"));
+
+    let echo = client
+        .call_tool("echo", args(json!({"text": "hello"})), CallOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(echo.content, vec![Content::text("hello")]);
+    assert!(!echo.is_error());
+
+    let add = client
+        .call_tool("add", args(json!({"a": 2, "b": 3})), CallOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(add.structured_content, Some(json!({"sum": 5, "note": "added"})));
+
+    let fail = client
+        .call_tool("fail", args(json!({"reason": "testing"})), CallOptions::default())
+        .await
+        .unwrap();
+    assert!(fail.is_error());
+    assert!(matches!(&fail.content[0], Content::Text { text } if text.contains("failed because testing")));
+
+    // Timeout.
+    let started = std::time::Instant::now();
+    let err = client
+        .call_tool(
+            "slow",
+            args(json!({"seconds": 30, "tag": format!("{tag}-timeout")})),
+            CallOptions {
+                timeout: Some(Duration::from_millis(500)),
+                ..CallOptions::default()
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, McpError::Timeout { .. }), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+
+    // Cancellation by the caller reaches the server.
+    let cancel = CancellationToken::new();
+    let trigger = cancel.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        trigger.cancel();
+    });
+    let cancel_tag = format!("{tag}-cancel");
+    let err = client
+        .call_tool(
+            "slow",
+            args(json!({"seconds": 30, "tag": cancel_tag})),
+            CallOptions { timeout: None, cancel },
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, McpError::Cancelled { .. }), "{err}");
+    if let Some(server) = server {
+        assert!(server.saw_cancel(&cancel_tag).await, "server saw the cancellation");
+    }
+
+    // The connection still works afterwards.
+    let again = client
+        .call_tool("echo", args(json!({"text": "still here"})), CallOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(again.content, vec![Content::text("still here")]);
+}
+
+#[tokio::test]
+async fn streamable_http_stateless_era() {
+    let Some(py) = python() else { return };
+    let server = PyServer::start(&py, "streamable-http").await;
+    let client = McpClient::connect_http(loopback_client(), &server.url("/mcp"), ClientOptions::default())
+        .await
+        .unwrap();
+    let details = client.server().await;
+    assert_eq!(details.protocol_version, "2026-07-28");
+    assert_eq!(details.transport, TransportKind::StreamableHttp);
+    assert_eq!(details.server_info.as_ref().unwrap().name, "py-test-server");
+    exercise(&client, Some(&server), "stateless").await;
+
+    // list_changed arrives on the subscriptions/listen stream.
+    let mut notes = client.notifications();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    client
+        .call_tool("change_tools", Map::new(), CallOptions::default())
+        .await
+        .unwrap();
+    let note = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let n = notes.recv().await.unwrap();
+            if n.method == "notifications/tools/list_changed" {
+                return n;
+            }
+        }
+    })
+    .await
+    .expect("list_changed notification");
+    assert!(note.id.is_none());
+    client.close().await;
+}
+
+#[tokio::test]
+async fn streamable_http_session_era() {
+    let Some(py) = python() else { return };
+    let server = PyServer::start(&py, "streamable-http").await;
+    let options = ClientOptions {
+        era: EraPreference::Session,
+        ..ClientOptions::default()
+    };
+    let client = McpClient::connect_http(loopback_client(), &server.url("/mcp"), options)
+        .await
+        .unwrap();
+    let details = client.server().await;
+    assert_eq!(details.protocol_version, "2025-11-25");
+    exercise(&client, Some(&server), "session").await;
+    client.ping().await.unwrap();
+    client.close().await;
+}
+
+#[tokio::test]
+async fn legacy_sse_transport() {
+    let Some(py) = python() else { return };
+    let server = PyServer::start(&py, "sse").await;
+    let client = McpClient::connect_http(loopback_client(), &server.url("/sse"), ClientOptions::default())
+        .await
+        .unwrap();
+    let details = client.server().await;
+    assert_eq!(details.transport, TransportKind::LegacySse);
+    exercise(&client, Some(&server), "sse").await;
+    client.close().await;
+
+    // Forcing streamable HTTP on an SSE-only server fails clearly.
+    let options = ClientOptions {
+        transport: TransportHint::StreamableHttp,
+        ..ClientOptions::default()
+    };
+    let err = McpClient::connect_http(loopback_client(), &server.url("/sse"), options)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, McpError::Http { .. } | McpError::Rpc(_)), "{err}");
+}
+
+#[tokio::test]
+async fn stdio_transport() {
+    let Some(py) = python() else { return };
+    let markers = tempfile::tempdir().unwrap();
+    let command = StdioCommand {
+        command: py.to_string_lossy().into_owned(),
+        args: vec![
+            common::server_script().to_string_lossy().into_owned(),
+            "stdio".into(),
+            "0".into(),
+            markers.path().to_string_lossy().into_owned(),
+        ],
+        ..StdioCommand::default()
+    };
+    let client = McpClient::connect_stdio(command, ClientOptions::default())
+        .await
+        .unwrap();
+    let details = client.server().await;
+    assert_eq!(details.transport, TransportKind::Stdio);
+    exercise(&client, None, "stdio").await;
+    assert!(
+        common::wait_for_file(&markers.path().join("cancelled-stdio-cancel")).await,
+        "notifications/cancelled reached the stdio server"
+    );
+    client.close().await;
+}
+
+#[tokio::test]
+async fn refused_and_missing_servers_fail_clearly() {
+    // The SSRF guard applies: a client without the loopback exception cannot reach 127.0.0.1.
+    let strict = toolplane_net::SafeClient::new(toolplane_net::NetConfig::default()).unwrap();
+    let err = McpClient::connect_http(strict, "http://127.0.0.1:9/mcp", ClientOptions::default())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, McpError::Net(ref e) if e.is_blocked()), "{err}");
+
+    let err = McpClient::connect_http(loopback_client(), "ftp://x/mcp", ClientOptions::default())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, McpError::Config(_)), "{err}");
+
+    let err = McpClient::connect_stdio(
+        StdioCommand {
+            command: "/nonexistent/mcp-server".into(),
+            ..StdioCommand::default()
+        },
+        ClientOptions::default(),
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, McpError::Spawn { .. }), "{err}");
+}
