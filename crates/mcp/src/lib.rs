@@ -18,3 +18,6 @@ pub use client::{
     CallOptions, ClientOptions, EraPreference, McpClient, McpError, ServerDetails, StdioCommand, TransportHint,
     TransportKind,
 };
+pub mod provider;
+
+pub use provider::{DefaultConnector, McpConnector, McpEndpoint, McpProviderConfig, McpToolProvider};

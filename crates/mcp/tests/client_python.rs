@@ -230,3 +230,100 @@ async fn refused_and_missing_servers_fail_clearly() {
     .unwrap_err();
     assert!(matches!(err, McpError::Spawn { .. }), "{err}");
 }
+
+#[tokio::test]
+async fn provider_lists_from_cache_and_maps_results() {
+    use std::sync::Arc;
+    use toolplane_core::{InvokeOptions, MessagePayload, ToolError, ToolParameterType, ToolProvider, ToolRuntime};
+    use toolplane_mcp::{DefaultConnector, McpEndpoint, McpProviderConfig, McpToolProvider};
+
+    let Some(py) = python() else { return };
+    let server = PyServer::start(&py, "streamable-http").await;
+    let connector = Arc::new(DefaultConnector::new(loopback_client()));
+    let url = server.url("/mcp");
+    let live = McpClient::connect_http(loopback_client(), &url, ClientOptions::default())
+        .await
+        .unwrap();
+    let tools = live.list_tools().await.unwrap();
+    let cached = McpProviderConfig::tools_json(&tools);
+    let config = McpProviderConfig {
+        id: "rec-1".into(),
+        name: "Python test".into(),
+        server_identifier: "py-test".into(),
+        endpoint: McpEndpoint::Http { url },
+        headers: Default::default(),
+        timeout: Duration::from_secs(10),
+        sse_read_timeout: Duration::from_secs(2),
+        icon: String::new(),
+        author: "tester".into(),
+        tools: McpProviderConfig::parse_tools_json(&cached).unwrap(),
+    };
+    let provider = McpToolProvider::new(config, connector);
+    assert_eq!(provider.id(), "py-test");
+    assert_eq!(provider.provider_type(), toolplane_core::ToolProviderType::Mcp);
+    assert_eq!(provider.tools().await.unwrap().len(), 8);
+
+    let run = |name: &'static str, params: Value| {
+        let provider = &provider;
+        async move {
+            let tool = provider.tool(name).await.unwrap().unwrap();
+            let stream =
+                toolplane_core::invoke(tool, ToolRuntime::default(), args(params), InvokeOptions::default()).await?;
+            toolplane_core::collect_messages(stream).await
+        }
+    };
+
+    let complex = provider.tool("complex_args").await.unwrap().unwrap();
+    let items = complex.entity().parameters.iter().find(|p| p.name == "items").unwrap();
+    assert_eq!(items.kind, ToolParameterType::Array);
+    assert!(items.input_schema.is_some());
+    let choice = complex.entity().parameters.iter().find(|p| p.name == "choice").unwrap();
+    assert_eq!(choice.kind, ToolParameterType::Any);
+    let out = run(
+        "complex_args",
+        json!({"items": [{"name": "a", "qty": 2}, {"name": "b"}], "options": {"z": 1, "y": 2}, "choice": 7}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        out[0].as_text(),
+        Some("2 items, options=['y', 'z'], choice=7, flag=False")
+    );
+
+    let out = run("add", json!({"a": 20, "b": 22})).await.unwrap();
+    let variables: Vec<(String, Value)> = out
+        .iter()
+        .filter_map(|m| match &m.payload {
+            MessagePayload::Variable(v) => Some((v.variable_name.clone(), v.variable_value.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        variables,
+        vec![("sum".into(), json!(42)), ("note".into(), json!("added"))]
+    );
+
+    let out = run("json_text", json!({"kind": "list"})).await.unwrap();
+    assert_eq!(out.iter().map(|m| m.kind()).collect::<Vec<_>>(), ["json", "json"]);
+
+    let out = run("media", json!({})).await.unwrap();
+    let kinds: Vec<_> = out.iter().map(|m| m.kind()).collect();
+    assert_eq!(kinds, ["blob", "blob", "text", "blob", "link"]);
+    assert_eq!(out[1].meta.as_ref().unwrap()["mime_type"], "audio/wav");
+    match &out[0].payload {
+        MessagePayload::Blob(b) => assert_eq!(b.blob, b"\x89PNG fake"),
+        other => panic!("{other:?}"),
+    }
+
+    let err = run("fail", json!({"reason": "nope"})).await.unwrap_err();
+    assert!(
+        matches!(&err, ToolError::Invoke(m) if m.contains("failed because nope")),
+        "{err}"
+    );
+
+    // sse_read_timeout bounds the call.
+    let err = run("slow", json!({"seconds": 30, "tag": "provider"}))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ToolError::Timeout { .. }), "{err}");
+}
