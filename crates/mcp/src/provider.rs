@@ -201,6 +201,8 @@ impl ToolProvider for McpToolProvider {
         ToolProviderType::Mcp
     }
 
+    // Agents and workflows address MCP providers by `server_identifier`, not by the record id (as in Dify).
+    #[allow(clippy::misnamed_getters)]
     fn id(&self) -> &str {
         &self.config.server_identifier
     }
