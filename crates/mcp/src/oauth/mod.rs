@@ -1,5 +1,742 @@
-//! OAuth 2.1 for MCP servers, as a library without storage.
+//! OAuth 2.1 for MCP servers, as a library without storage: the caller keeps client registrations, PKCE verifiers,
+//! `state` values (single use, with an expiry) and tokens.
+//!
+//! The flow, as the MCP authorization spec (2025-06-18 and later) describes it:
+//! 1. A request fails with [`McpError::Unauthorized`](crate::McpError::Unauthorized) carrying a
+//!    [`BearerChallenge`]; [`discover`] follows its `resource_metadata` (or the well-known fallbacks) to the
+//!    protected resource metadata (RFC 9728), then to the authorization server's metadata (RFC 8414, then OpenID
+//!    Connect discovery; the 2025-03-26 default endpoints as a last resort).
+//! 2. A client: pre-registered ([`ClientInformation::pre_registered`]) or registered dynamically
+//!    ([`register_client`], RFC 7591).
+//! 3. [`authorization_request`] builds the URL with PKCE S256, `state` and the `resource` indicator (RFC 8707);
+//!    the user's browser returns `code` and `state` to the redirect URI; [`exchange_code`] swaps the code for a
+//!    [`TokenSet`].
+//! 4. [`refresh`] before expiry ([`TokenSet::expires_within`]) or after a 401; [`client_credentials`] for
+//!    machine-to-machine servers.
+//!
+//! Every request goes through [`SafeClient`].
 
 mod challenge;
 
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use rand::RngCore as _;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+use toolplane_net::header::{ACCEPT, CONTENT_TYPE};
+use toolplane_net::{NetError, SafeClient, StatusCode};
+use url::Url;
+
 pub use challenge::BearerChallenge;
+
+use crate::protocol::LATEST_SESSION_VERSION;
+
+/// Why an OAuth step failed.
+#[derive(Debug, thiserror::Error)]
+pub enum OAuthError {
+    /// The request could not be made.
+    #[error("cannot reach the authorization server: {0}")]
+    Net(#[from] NetError),
+    /// The server answered with an OAuth error (or another HTTP error).
+    #[error("{endpoint} answered HTTP {status}: {error}{}", description.as_deref().map(|d| format!(" ({d})")).unwrap_or_default())]
+    Server {
+        endpoint: &'static str,
+        status: u16,
+        error: String,
+        description: Option<String>,
+    },
+    /// Metadata is missing or unusable.
+    #[error("OAuth discovery failed: {0}")]
+    Discovery(String),
+    /// The authorization server cannot do what MCP requires.
+    #[error("the authorization server is not compatible: {0}")]
+    Unsupported(String),
+    /// A response could not be understood.
+    #[error("invalid response from the authorization server: {0}")]
+    InvalidResponse(String),
+}
+
+/// Protected resource metadata (RFC 9728).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct ProtectedResourceMetadata {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub authorization_servers: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scopes_supported: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub bearer_methods_supported: Vec<String>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// Authorization server metadata (RFC 8414 / OpenID Connect discovery).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct AuthorizationServerMetadata {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authorization_endpoint: Option<String>,
+    pub token_endpoint: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registration_endpoint: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub response_types_supported: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grant_types_supported: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code_challenge_methods_supported: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scopes_supported: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_endpoint_auth_methods_supported: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id_metadata_document_supported: Option<bool>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+impl AuthorizationServerMetadata {
+    /// Whether `grant` is supported (absent list: `authorization_code` and `implicit`, per RFC 8414).
+    pub fn supports_grant(&self, grant: &str) -> bool {
+        match &self.grant_types_supported {
+            Some(list) => list.iter().any(|g| g.eq_ignore_ascii_case(grant)),
+            None => grant == "authorization_code",
+        }
+    }
+}
+
+/// Everything discovery found: what to authorize against, and for which resource and scopes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OAuthDiscovery {
+    /// The resource indicator to send (RFC 8707): the PRM's `resource`, else the server URL without fragment.
+    pub resource: String,
+    /// The protected resource metadata, when the server publishes it.
+    pub protected_resource: Option<ProtectedResourceMetadata>,
+    /// The authorization server's metadata.
+    pub authorization_server: AuthorizationServerMetadata,
+    /// Scopes to request: the challenge's `scope`, else the PRM's `scopes_supported`; `None` to omit.
+    pub scope: Option<String>,
+}
+
+/// Runs discovery for `server_url`, starting from the challenge of a 401 when there was one.
+pub async fn discover(
+    http: &SafeClient,
+    server_url: &str,
+    challenge: Option<&BearerChallenge>,
+) -> Result<OAuthDiscovery, OAuthError> {
+    let server =
+        Url::parse(server_url).map_err(|e| OAuthError::Discovery(format!("the MCP server URL is invalid: {e}")))?;
+    let prm = fetch_protected_resource_metadata(http, &server, challenge.and_then(|c| c.resource_metadata.as_deref()))
+        .await?;
+    let mut resource = canonical_resource(&server);
+    if let Some(declared) = prm.as_ref().and_then(|p| p.resource.as_deref()) {
+        if !resource_matches(declared, &server) {
+            return Err(OAuthError::Discovery(format!(
+                "the protected resource metadata is for {declared:?}, not for this MCP server; refusing it"
+            )));
+        }
+        resource = declared.to_owned();
+    }
+    let issuer = match prm.as_ref().and_then(|p| p.authorization_servers.first()) {
+        Some(issuer) => Url::parse(issuer)
+            .map_err(|e| OAuthError::Discovery(format!("authorization server {issuer:?} is not a URL: {e}")))?,
+        // 2025-03-26 servers: the authorization server is the MCP server's origin.
+        None => origin(&server),
+    };
+    let authorization_server = match fetch_authorization_server_metadata(http, &issuer).await? {
+        Some(metadata) => metadata,
+        None if prm.is_none() => legacy_default_endpoints(&issuer),
+        None => {
+            return Err(OAuthError::Discovery(format!(
+                "no authorization server metadata at {issuer} (tried RFC 8414 and OpenID Connect discovery)"
+            )));
+        }
+    };
+    let scope = challenge.and_then(|c| c.scope.clone()).or_else(|| {
+        prm.as_ref()
+            .filter(|p| !p.scopes_supported.is_empty())
+            .map(|p| p.scopes_supported.join(" "))
+    });
+    Ok(OAuthDiscovery {
+        resource,
+        protected_resource: prm,
+        authorization_server,
+        scope,
+    })
+}
+
+fn origin(url: &Url) -> Url {
+    let mut origin = url.clone();
+    origin.set_path("/");
+    origin.set_query(None);
+    origin.set_fragment(None);
+    origin
+}
+
+/// The server URL as a resource indicator: no fragment, no query.
+fn canonical_resource(server: &Url) -> String {
+    let mut url = server.clone();
+    url.set_fragment(None);
+    url.set_query(None);
+    url.to_string()
+}
+
+/// A PRM `resource` must be the server URL or a path prefix of it on the same origin.
+fn resource_matches(declared: &str, server: &Url) -> bool {
+    let Ok(declared) = Url::parse(declared) else {
+        return false;
+    };
+    if declared.origin() != server.origin() {
+        return false;
+    }
+    let prefix = declared.path().trim_end_matches('/');
+    let path = server.path();
+    path == prefix || path.starts_with(&format!("{prefix}/")) || prefix.is_empty()
+}
+
+/// `/authorize`, `/token` and `/register` at the issuer's origin (the 2025-03-26 fallback).
+fn legacy_default_endpoints(issuer: &Url) -> AuthorizationServerMetadata {
+    let at = |path: &str| {
+        let mut url = issuer.clone();
+        url.set_path(path);
+        url.to_string()
+    };
+    AuthorizationServerMetadata {
+        issuer: Some(issuer.to_string()),
+        authorization_endpoint: Some(at("/authorize")),
+        token_endpoint: at("/token"),
+        registration_endpoint: Some(at("/register")),
+        response_types_supported: vec!["code".into()],
+        code_challenge_methods_supported: Some(vec!["S256".into()]),
+        ..AuthorizationServerMetadata::default()
+    }
+}
+
+/// Fetches the protected resource metadata: from `resource_metadata` (absolute or relative to the server) when
+/// given, else `/.well-known/oauth-protected-resource{path}` and then `/.well-known/oauth-protected-resource`.
+/// `Ok(None)` when the server publishes none.
+pub async fn fetch_protected_resource_metadata(
+    http: &SafeClient,
+    server: &Url,
+    resource_metadata: Option<&str>,
+) -> Result<Option<ProtectedResourceMetadata>, OAuthError> {
+    let mut candidates = Vec::new();
+    if let Some(hint) = resource_metadata {
+        let url = server
+            .join(hint)
+            .map_err(|e| OAuthError::Discovery(format!("resource_metadata {hint:?} is not a URL: {e}")))?;
+        candidates.push(url);
+    }
+    let path = server.path().trim_end_matches('/');
+    for suffix in [path, ""] {
+        let mut url = origin(server);
+        url.set_path(&format!("/.well-known/oauth-protected-resource{suffix}"));
+        if !candidates.contains(&url) {
+            candidates.push(url);
+        }
+    }
+    for url in candidates {
+        if let Some(metadata) = get_json::<ProtectedResourceMetadata>(http, &url).await? {
+            return Ok(Some(metadata));
+        }
+    }
+    Ok(None)
+}
+
+/// Fetches authorization server metadata for `issuer`, trying RFC 8414 and OpenID Connect discovery (path-insert
+/// and path-append forms). `Ok(None)` when none exists.
+pub async fn fetch_authorization_server_metadata(
+    http: &SafeClient,
+    issuer: &Url,
+) -> Result<Option<AuthorizationServerMetadata>, OAuthError> {
+    let path = issuer.path().trim_end_matches('/');
+    let at = |p: String| {
+        let mut url = origin(issuer);
+        url.set_path(&p);
+        url
+    };
+    let candidates = if path.is_empty() {
+        vec![
+            at("/.well-known/oauth-authorization-server".into()),
+            at("/.well-known/openid-configuration".into()),
+        ]
+    } else {
+        vec![
+            at(format!("/.well-known/oauth-authorization-server{path}")),
+            at(format!("/.well-known/openid-configuration{path}")),
+            at(format!("{path}/.well-known/openid-configuration")),
+        ]
+    };
+    for url in candidates {
+        if let Some(metadata) = get_json::<AuthorizationServerMetadata>(http, &url).await? {
+            return Ok(Some(metadata));
+        }
+    }
+    Ok(None)
+}
+
+/// GETs a JSON document; `Ok(None)` for 4xx (not published there), errors for 5xx and bad JSON.
+async fn get_json<T: serde::de::DeserializeOwned>(http: &SafeClient, url: &Url) -> Result<Option<T>, OAuthError> {
+    let response = http
+        .get(url.clone())
+        .header(ACCEPT, "application/json")
+        .header("mcp-protocol-version", LATEST_SESSION_VERSION)
+        .send()
+        .await?;
+    let status = response.status();
+    if status.is_client_error() {
+        return Ok(None);
+    }
+    if !status.is_success() {
+        return Err(OAuthError::Server {
+            endpoint: "metadata endpoint",
+            status: status.as_u16(),
+            error: "server_error".into(),
+            description: None,
+        });
+    }
+    let body = http.read_body(response).await?;
+    serde_json::from_slice(&body)
+        .map(Some)
+        .map_err(|e| OAuthError::InvalidResponse(format!("metadata at {} is not valid: {e}", url.path())))
+}
+
+/// Client metadata for dynamic registration (RFC 7591).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClientMetadata {
+    pub client_name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_uri: Option<String>,
+    pub redirect_uris: Vec<String>,
+    pub grant_types: Vec<String>,
+    pub response_types: Vec<String>,
+    pub token_endpoint_auth_method: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+    /// `web` for a server-side client (SEP-837).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub application_type: Option<String>,
+}
+
+impl ClientMetadata {
+    /// A public client using the authorization code flow with refresh tokens, redirecting to `redirect_uri`
+    /// (Dify's client metadata, with toolplane's name).
+    pub fn authorization_code(redirect_uri: impl Into<String>) -> Self {
+        Self {
+            client_name: "toolplane".into(),
+            client_uri: None,
+            redirect_uris: vec![redirect_uri.into()],
+            grant_types: vec!["authorization_code".into(), "refresh_token".into()],
+            response_types: vec!["code".into()],
+            token_endpoint_auth_method: "none".into(),
+            scope: None,
+            application_type: Some("web".into()),
+        }
+    }
+}
+
+/// A registered client: from dynamic registration or entered by an administrator.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClientInformation {
+    pub client_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_secret: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id_issued_at: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_secret_expires_at: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_endpoint_auth_method: Option<String>,
+    /// Everything else the registration returned.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+impl ClientInformation {
+    /// A client registered out of band.
+    pub fn pre_registered(client_id: impl Into<String>, client_secret: Option<String>) -> Self {
+        Self {
+            client_id: client_id.into(),
+            client_secret,
+            client_id_issued_at: None,
+            client_secret_expires_at: None,
+            token_endpoint_auth_method: None,
+            extra: Map::new(),
+        }
+    }
+}
+
+/// Registers a client dynamically (RFC 7591).
+pub async fn register_client(
+    http: &SafeClient,
+    server: &AuthorizationServerMetadata,
+    metadata: &ClientMetadata,
+) -> Result<ClientInformation, OAuthError> {
+    let endpoint = server.registration_endpoint.as_deref().ok_or_else(|| {
+        OAuthError::Unsupported(
+            "it does not support dynamic client registration; enter a client id (and secret) instead".into(),
+        )
+    })?;
+    let response = http
+        .post(endpoint)
+        .header(ACCEPT, "application/json")
+        .json(metadata)
+        .send()
+        .await?;
+    let status = response.status();
+    let body = http.read_body(response).await?;
+    if !status.is_success() {
+        return Err(oauth_error("registration endpoint", status, &body));
+    }
+    serde_json::from_slice(&body).map_err(|e| OAuthError::InvalidResponse(format!("registration response: {e}")))
+}
+
+/// A PKCE verifier and its S256 challenge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pkce {
+    pub verifier: String,
+    pub challenge: String,
+}
+
+impl Pkce {
+    /// A fresh pair: 32 random bytes, base64url, and the SHA-256 challenge.
+    pub fn generate() -> Self {
+        let verifier = random_token();
+        let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
+        Self { verifier, challenge }
+    }
+}
+
+fn random_token() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// An authorization request to send the user to. Keep `state` (single use, short-lived) and `code_verifier`
+/// until the callback.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthorizationRequest {
+    pub url: String,
+    pub state: String,
+    pub code_verifier: String,
+    pub redirect_uri: String,
+}
+
+/// Builds the authorization URL: `response_type=code`, `client_id`, `redirect_uri`, PKCE S256, a random `state`,
+/// `scope` when known and the `resource` indicator. Refuses servers that do not advertise S256.
+pub fn authorization_request(
+    discovery: &OAuthDiscovery,
+    client: &ClientInformation,
+    redirect_uri: &str,
+) -> Result<AuthorizationRequest, OAuthError> {
+    let server = &discovery.authorization_server;
+    let endpoint = server
+        .authorization_endpoint
+        .as_deref()
+        .ok_or_else(|| OAuthError::Unsupported("its metadata has no authorization_endpoint".into()))?;
+    let s256 = server
+        .code_challenge_methods_supported
+        .as_ref()
+        .is_some_and(|m| m.iter().any(|m| m == "S256"));
+    if !s256 {
+        return Err(OAuthError::Unsupported(
+            "it does not advertise PKCE S256 (code_challenge_methods_supported), which MCP requires".into(),
+        ));
+    }
+    if !server.response_types_supported.is_empty() && !server.response_types_supported.iter().any(|t| t == "code") {
+        return Err(OAuthError::Unsupported("it does not support response_type=code".into()));
+    }
+    let pkce = Pkce::generate();
+    let state = random_token();
+    let mut url =
+        Url::parse(endpoint).map_err(|e| OAuthError::Discovery(format!("authorization_endpoint is not a URL: {e}")))?;
+    {
+        let mut query = url.query_pairs_mut();
+        query
+            .append_pair("response_type", "code")
+            .append_pair("client_id", &client.client_id)
+            .append_pair("redirect_uri", redirect_uri)
+            .append_pair("code_challenge", &pkce.challenge)
+            .append_pair("code_challenge_method", "S256")
+            .append_pair("state", &state)
+            .append_pair("resource", &discovery.resource);
+        if let Some(scope) = &discovery.scope {
+            query.append_pair("scope", scope);
+        }
+    }
+    Ok(AuthorizationRequest {
+        url: url.to_string(),
+        state,
+        code_verifier: pkce.verifier,
+        redirect_uri: redirect_uri.to_owned(),
+    })
+}
+
+/// Tokens from a token endpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenSet {
+    pub access_token: String,
+    pub token_type: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
+    /// Unix seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+}
+
+impl TokenSet {
+    /// The `Authorization` header value (`Bearer …`; Dify capitalises the token type).
+    pub fn authorization_header(&self) -> String {
+        let mut kind = self.token_type.to_ascii_lowercase();
+        if let Some(first) = kind.get_mut(..1) {
+            first.make_ascii_uppercase();
+        }
+        format!("{kind} {}", self.access_token)
+    }
+
+    /// Whether the token expires within `margin` (unknown expiry: never).
+    pub fn expires_within(&self, margin: Duration) -> bool {
+        self.expires_at
+            .is_some_and(|at| at <= now_secs().saturating_add(margin.as_secs() as i64))
+    }
+}
+
+impl std::fmt::Display for TokenSet {
+    /// Never prints the tokens.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} token (expires_at {:?})", self.token_type, self.expires_at)
+    }
+}
+
+fn now_secs() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// Exchanges an authorization code (with its PKCE verifier) for tokens.
+pub async fn exchange_code(
+    http: &SafeClient,
+    discovery: &OAuthDiscovery,
+    client: &ClientInformation,
+    code: &str,
+    code_verifier: &str,
+    redirect_uri: &str,
+) -> Result<TokenSet, OAuthError> {
+    let form = vec![
+        ("grant_type", "authorization_code".to_owned()),
+        ("code", code.to_owned()),
+        ("code_verifier", code_verifier.to_owned()),
+        ("redirect_uri", redirect_uri.to_owned()),
+        ("resource", discovery.resource.clone()),
+    ];
+    token_request(http, &discovery.authorization_server, client, form).await
+}
+
+/// Uses a refresh token. A response without a new refresh token keeps the old one.
+pub async fn refresh(
+    http: &SafeClient,
+    discovery: &OAuthDiscovery,
+    client: &ClientInformation,
+    refresh_token: &str,
+) -> Result<TokenSet, OAuthError> {
+    let mut form = vec![
+        ("grant_type", "refresh_token".to_owned()),
+        ("refresh_token", refresh_token.to_owned()),
+        ("resource", discovery.resource.clone()),
+    ];
+    if let Some(scope) = &discovery.scope {
+        form.push(("scope", scope.clone()));
+    }
+    let mut tokens = token_request(http, &discovery.authorization_server, client, form).await?;
+    tokens.refresh_token.get_or_insert_with(|| refresh_token.to_owned());
+    Ok(tokens)
+}
+
+/// The client-credentials grant (machine-to-machine; the client needs a secret).
+pub async fn client_credentials(
+    http: &SafeClient,
+    discovery: &OAuthDiscovery,
+    client: &ClientInformation,
+) -> Result<TokenSet, OAuthError> {
+    if !discovery.authorization_server.supports_grant("client_credentials") {
+        return Err(OAuthError::Unsupported(
+            "it does not list client_credentials in grant_types_supported".into(),
+        ));
+    }
+    if client.client_secret.is_none() {
+        return Err(OAuthError::Unsupported(
+            "the client-credentials grant needs a confidential client; configure a client secret".into(),
+        ));
+    }
+    let mut form = vec![
+        ("grant_type", "client_credentials".to_owned()),
+        ("resource", discovery.resource.clone()),
+    ];
+    if let Some(scope) = &discovery.scope {
+        form.push(("scope", scope.clone()));
+    }
+    token_request(http, &discovery.authorization_server, client, form).await
+}
+
+/// POSTs to the token endpoint, authenticating the client as the server allows: HTTP Basic when it has a secret
+/// and the server accepts `client_secret_basic` (the default), else the secret in the body; public clients send
+/// only `client_id`.
+async fn token_request(
+    http: &SafeClient,
+    server: &AuthorizationServerMetadata,
+    client: &ClientInformation,
+    mut form: Vec<(&'static str, String)>,
+) -> Result<TokenSet, OAuthError> {
+    let mut request = http.post(&server.token_endpoint).header(ACCEPT, "application/json");
+    match &client.client_secret {
+        Some(secret) => {
+            let methods = server.token_endpoint_auth_methods_supported.as_deref().unwrap_or(&[]);
+            let preferred = client.token_endpoint_auth_method.as_deref();
+            let post = preferred == Some("client_secret_post")
+                || (preferred.is_none()
+                    && !methods.is_empty()
+                    && !methods.iter().any(|m| m == "client_secret_basic")
+                    && methods.iter().any(|m| m == "client_secret_post"));
+            if post {
+                form.push(("client_id", client.client_id.clone()));
+                form.push(("client_secret", secret.clone()));
+            } else {
+                request = request.basic_auth(form_encode(&client.client_id), Some(form_encode(secret)));
+            }
+        }
+        None => form.push(("client_id", client.client_id.clone())),
+    }
+    let response = request.form(&form).send().await?;
+    let status = response.status();
+    let content_type = response
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let body = http.read_body(response).await?;
+    if !status.is_success() {
+        return Err(oauth_error("token endpoint", status, &body));
+    }
+    parse_token_response(&body, &content_type)
+}
+
+/// RFC 6749 §2.3.1: client credentials in Basic auth are form-encoded first.
+fn form_encode(value: &str) -> String {
+    url::form_urlencoded::byte_serialize(value.as_bytes()).collect()
+}
+
+#[derive(Deserialize)]
+struct RawTokens {
+    access_token: String,
+    #[serde(default)]
+    token_type: Option<String>,
+    #[serde(default)]
+    refresh_token: Option<String>,
+    #[serde(default)]
+    expires_in: Option<Value>,
+    #[serde(default)]
+    scope: Option<String>,
+}
+
+/// Parses a token response as JSON or, failing that, `application/x-www-form-urlencoded`.
+fn parse_token_response(body: &[u8], content_type: &str) -> Result<TokenSet, OAuthError> {
+    let raw: RawTokens = match serde_json::from_slice(body) {
+        Ok(raw) => raw,
+        Err(json_error) => {
+            let pairs: Map<String, Value> = url::form_urlencoded::parse(body)
+                .map(|(k, v)| (k.into_owned(), Value::String(v.into_owned())))
+                .collect();
+            serde_json::from_value(Value::Object(pairs)).map_err(|_| {
+                OAuthError::InvalidResponse(format!(
+                    "token response ({content_type}) is neither JSON nor a form: {json_error}"
+                ))
+            })?
+        }
+    };
+    let expires_in = match raw.expires_in {
+        Some(Value::Number(n)) => n.as_i64(),
+        Some(Value::String(s)) => s.parse().ok(),
+        _ => None,
+    };
+    Ok(TokenSet {
+        access_token: raw.access_token,
+        token_type: raw.token_type.unwrap_or_else(|| "Bearer".into()),
+        refresh_token: raw.refresh_token,
+        expires_at: expires_in.map(|s| now_secs().saturating_add(s)),
+        scope: raw.scope,
+    })
+}
+
+fn oauth_error(endpoint: &'static str, status: StatusCode, body: &[u8]) -> OAuthError {
+    let parsed: Option<Value> = serde_json::from_slice(body).ok();
+    let field = |k: &str| {
+        parsed
+            .as_ref()
+            .and_then(|v| v.get(k))
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    };
+    OAuthError::Server {
+        endpoint,
+        status: status.as_u16(),
+        error: field("error").unwrap_or_else(|| "unknown_error".into()),
+        description: field("error_description"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pkce_is_s256_of_the_verifier() {
+        let pkce = Pkce::generate();
+        assert_eq!(pkce.verifier.len(), 43);
+        assert_eq!(
+            pkce.challenge,
+            URL_SAFE_NO_PAD.encode(Sha256::digest(pkce.verifier.as_bytes()))
+        );
+        assert_ne!(Pkce::generate().verifier, pkce.verifier);
+    }
+
+    #[test]
+    fn token_responses_in_both_encodings() {
+        let json = parse_token_response(
+            br#"{"access_token":"a","token_type":"bearer","expires_in":3600,"refresh_token":"r"}"#,
+            "application/json",
+        )
+        .unwrap();
+        assert_eq!(json.authorization_header(), "Bearer a");
+        assert!(!json.expires_within(Duration::from_secs(60)));
+        assert!(json.expires_within(Duration::from_secs(7200)));
+        let form = parse_token_response(b"access_token=x&token_type=Bearer&expires_in=10", "text/plain").unwrap();
+        assert_eq!(form.access_token, "x");
+        assert!(form.expires_within(Duration::from_secs(60)));
+        assert!(parse_token_response(b"<html>", "text/html").is_err());
+        assert_eq!(
+            format!("{form}"),
+            format!("Bearer token (expires_at {:?})", form.expires_at)
+        );
+    }
+
+    #[test]
+    fn resource_must_cover_the_server() {
+        let server = Url::parse("https://mcp.example.com/v1/mcp").unwrap();
+        assert!(resource_matches("https://mcp.example.com/v1/mcp", &server));
+        assert!(resource_matches("https://mcp.example.com/v1", &server));
+        assert!(resource_matches("https://mcp.example.com/", &server));
+        assert!(!resource_matches("https://mcp.example.com/v2", &server));
+        assert!(!resource_matches("https://evil.example.com/v1/mcp", &server));
+    }
+}
