@@ -21,3 +21,9 @@ pub use client::{
 pub mod provider;
 
 pub use provider::{DefaultConnector, McpConnector, McpEndpoint, McpProviderConfig, McpToolProvider};
+pub mod server;
+
+pub use server::{
+    ExposedEntry, HttpOptions, McpServer, McpServerConfig, McpServerResolver, ResolveError, ServerOptions,
+    StaticResolver, mcp_router, serve_stdio,
+};

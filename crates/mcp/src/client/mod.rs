@@ -17,7 +17,7 @@
 mod dispatch;
 mod http;
 mod legacy_sse;
-mod stdio;
+pub(crate) mod stdio;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

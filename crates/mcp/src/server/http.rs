@@ -1,0 +1,712 @@
+//! Streamable HTTP for [`McpServer`]s: `POST/GET/DELETE /mcp/server/{server_code}/mcp`, sessions for the
+//! session era, stateless requests for 2026-07-28, optional bearer keys with the resource-server pieces.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response as HttpResponse};
+use axum::routing::get;
+use futures::StreamExt;
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+use super::{McpServer, RequestContext};
+use crate::protocol::{
+    HEADER_METHOD, HEADER_NAME, HEADER_PROTOCOL_VERSION, HEADER_SESSION_ID, META_PROTOCOL_VERSION, Message, Request,
+    RequestId, Response, RpcError, STATELESS_VERSION, codes, is_session_version, is_supported_version,
+};
+
+/// Why a server code could not be served.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ResolveError {
+    /// No such server.
+    #[error("MCP server not found; check the server code in the URL")]
+    NotFound,
+    /// The server exists but is switched off.
+    #[error("this MCP server is disabled; enable it in the console")]
+    Disabled,
+    /// The server requires a bearer API key and the request had none or a wrong one.
+    #[error("this MCP server requires a valid API key: send `Authorization: Bearer <key>`")]
+    Unauthorized,
+    /// Looking the server up failed.
+    #[error("internal error while loading the MCP server: {0}")]
+    Internal(String),
+}
+
+/// Finds the server behind a server code and checks its bearer key. Implemented by the server crate over its
+/// store (and free to cache).
+#[async_trait]
+pub trait McpServerResolver: Send + Sync {
+    /// The server for `server_code`, after checking `bearer` (the token of an `Authorization: Bearer` header)
+    /// when the server requires a key.
+    async fn resolve(&self, server_code: &str, bearer: Option<&str>) -> Result<Arc<McpServer>, ResolveError>;
+}
+
+/// A fixed set of servers, each with an optional API key (tests, single-tenant setups).
+#[derive(Default)]
+pub struct StaticResolver {
+    servers: HashMap<String, (Arc<McpServer>, Option<String>)>,
+}
+
+impl StaticResolver {
+    /// No servers.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Builder: serve `server` at `server_code`, requiring `api_key` when given.
+    pub fn with_server(
+        mut self,
+        server_code: impl Into<String>,
+        server: Arc<McpServer>,
+        api_key: Option<String>,
+    ) -> Self {
+        self.servers.insert(server_code.into(), (server, api_key));
+        self
+    }
+}
+
+/// Compares without an early exit on the first differing byte.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[async_trait]
+impl McpServerResolver for StaticResolver {
+    async fn resolve(&self, server_code: &str, bearer: Option<&str>) -> Result<Arc<McpServer>, ResolveError> {
+        let (server, key) = self.servers.get(server_code).ok_or(ResolveError::NotFound)?;
+        if let Some(key) = key
+            && !bearer.is_some_and(|b| constant_time_eq(b.as_bytes(), key.as_bytes()))
+        {
+            return Err(ResolveError::Unauthorized);
+        }
+        Ok(Arc::clone(server))
+    }
+}
+
+/// Settings of the HTTP transport.
+#[derive(Debug, Clone)]
+pub struct HttpOptions {
+    /// Largest accepted request body (default 4 MiB); larger ones get 413.
+    pub max_message_bytes: usize,
+    /// Sessions unused for this long expire; requests with their id then get 404 (default 30 min).
+    pub session_idle_timeout: Duration,
+    /// At most this many live sessions (default 10,000); more get 503.
+    pub max_sessions: usize,
+    /// The public base URL (e.g. `https://tools.example.com`) for protected resource metadata; taken from the
+    /// `Host` header when absent.
+    pub public_base_url: Option<String>,
+    /// Authorization servers announced in the protected resource metadata.
+    pub authorization_servers: Vec<String>,
+    /// When set, requests with an `Origin` header not in this list get 403 (DNS-rebinding protection).
+    pub allowed_origins: Option<Vec<String>>,
+    /// Interval of keep-alive comments on GET streams.
+    pub keep_alive: Duration,
+}
+
+impl Default for HttpOptions {
+    fn default() -> Self {
+        Self {
+            max_message_bytes: 4 * 1024 * 1024,
+            session_idle_timeout: Duration::from_secs(30 * 60),
+            max_sessions: 10_000,
+            public_base_url: None,
+            authorization_servers: Vec::new(),
+            allowed_origins: None,
+            keep_alive: Duration::from_secs(15),
+        }
+    }
+}
+
+struct Session {
+    server_code: String,
+    version: String,
+    last_seen: Instant,
+    closed: CancellationToken,
+    in_flight: HashMap<RequestId, CancellationToken>,
+}
+
+struct AppState {
+    resolver: Arc<dyn McpServerResolver>,
+    options: HttpOptions,
+    sessions: Mutex<HashMap<String, Session>>,
+}
+
+impl AppState {
+    fn sessions(&self) -> std::sync::MutexGuard<'_, HashMap<String, Session>> {
+        match self.sessions.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    /// The session's version after touching it; `None` when unknown, expired or of another server.
+    fn touch(&self, id: &str, code: &str) -> Option<String> {
+        let mut sessions = self.sessions();
+        let timeout = self.options.session_idle_timeout;
+        let session = sessions.get_mut(id)?;
+        if session.server_code != code {
+            return None;
+        }
+        if session.last_seen.elapsed() > timeout {
+            if let Some(session) = sessions.remove(id) {
+                session.closed.cancel();
+            }
+            return None;
+        }
+        session.last_seen = Instant::now();
+        Some(session.version.clone())
+    }
+}
+
+/// The router: streamable HTTP at `/mcp/server/{server_code}/mcp` and its protected resource metadata at
+/// `/.well-known/oauth-protected-resource/mcp/server/{server_code}/mcp`. Serve it with TCP_NODELAY on accepted
+/// sockets (e.g. `axum::serve(listener.tap_io(|s| { let _ = s.set_nodelay(true); }), router)`): without it,
+/// Nagle's algorithm adds about 40 ms to every call.
+pub fn mcp_router(resolver: Arc<dyn McpServerResolver>, options: HttpOptions) -> Router {
+    let state = Arc::new(AppState {
+        resolver,
+        options,
+        sessions: Mutex::new(HashMap::new()),
+    });
+    Router::new()
+        .route(
+            "/mcp/server/{server_code}/mcp",
+            get(get_stream).post(post_message).delete(delete_session),
+        )
+        .route(
+            "/.well-known/oauth-protected-resource/mcp/server/{server_code}/mcp",
+            get(resource_metadata),
+        )
+        .with_state(state)
+}
+
+fn rpc_error(status: StatusCode, id: Option<RequestId>, error: RpcError) -> HttpResponse {
+    (status, axum::Json(Response::err(id, error))).into_response()
+}
+
+fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = header_str(headers, header::AUTHORIZATION.as_str())?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+fn base_url(state: &AppState, headers: &HeaderMap) -> String {
+    match &state.options.public_base_url {
+        Some(base) => base.trim_end_matches('/').to_owned(),
+        None => format!(
+            "http://{}",
+            header_str(headers, header::HOST.as_str()).unwrap_or("localhost")
+        ),
+    }
+}
+
+fn metadata_url(state: &AppState, headers: &HeaderMap, code: &str) -> String {
+    format!(
+        "{}/.well-known/oauth-protected-resource/mcp/server/{code}/mcp",
+        base_url(state, headers)
+    )
+}
+
+/// Origin check, then server lookup with the bearer key.
+async fn authorize(state: &AppState, headers: &HeaderMap, code: &str) -> Result<Arc<McpServer>, HttpResponse> {
+    if let (Some(allowed), Some(origin)) = (&state.options.allowed_origins, header_str(headers, "origin"))
+        && !allowed.iter().any(|a| a == origin)
+    {
+        return Err(rpc_error(
+            StatusCode::FORBIDDEN,
+            None,
+            RpcError::invalid_request(format!("origin {origin:?} is not allowed")),
+        ));
+    }
+    match state.resolver.resolve(code, bearer(headers)).await {
+        Ok(server) => Ok(server),
+        Err(ResolveError::Unauthorized) => {
+            let challenge = format!(
+                r#"Bearer resource_metadata="{}", error="invalid_token""#,
+                metadata_url(state, headers, code)
+            );
+            let mut response = rpc_error(
+                StatusCode::UNAUTHORIZED,
+                None,
+                RpcError::invalid_request(ResolveError::Unauthorized.to_string()),
+            );
+            if let Ok(value) = HeaderValue::from_str(&challenge) {
+                response.headers_mut().insert(header::WWW_AUTHENTICATE, value);
+            }
+            Err(response)
+        }
+        Err(e @ ResolveError::NotFound) => Err(rpc_error(
+            StatusCode::NOT_FOUND,
+            None,
+            RpcError::invalid_request(e.to_string()),
+        )),
+        Err(e @ ResolveError::Disabled) => Err(rpc_error(
+            StatusCode::FORBIDDEN,
+            None,
+            RpcError::invalid_request(e.to_string()),
+        )),
+        Err(e @ ResolveError::Internal(_)) => {
+            tracing::error!(error = %e, "MCP server lookup failed");
+            Err(rpc_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                None,
+                RpcError::internal("internal error"),
+            ))
+        }
+    }
+}
+
+async fn post_message(
+    State(state): State<Arc<AppState>>,
+    Path(code): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> HttpResponse {
+    let server = match authorize(&state, &headers, &code).await {
+        Ok(server) => server,
+        Err(response) => return response,
+    };
+    let limit = state.options.max_message_bytes;
+    let bytes = match axum::body::to_bytes(body, limit).await {
+        Ok(bytes) => bytes,
+        Err(_) => {
+            return rpc_error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                None,
+                RpcError::invalid_request(format!("message larger than {limit} bytes")),
+            );
+        }
+    };
+    let value: Value = match serde_json::from_slice(&bytes) {
+        Ok(value) => value,
+        Err(e) => {
+            return rpc_error(
+                StatusCode::BAD_REQUEST,
+                None,
+                RpcError::parse_error(format!("invalid JSON: {e}")),
+            );
+        }
+    };
+    if let Some(version) = header_str(&headers, HEADER_PROTOCOL_VERSION)
+        && !is_supported_version(version)
+    {
+        return rpc_error(
+            StatusCode::BAD_REQUEST,
+            request_id(&value),
+            RpcError::unsupported_version(version),
+        );
+    }
+    match value {
+        Value::Array(items) => post_batch(&state, &server, &code, &headers, items).await,
+        single => post_single(&state, &server, &code, &headers, single).await,
+    }
+}
+
+fn request_id(value: &Value) -> Option<RequestId> {
+    value.get("id").and_then(|id| serde_json::from_value(id.clone()).ok())
+}
+
+fn json_response(status: StatusCode, response: &Response) -> HttpResponse {
+    (status, axum::Json(response)).into_response()
+}
+
+async fn post_single(
+    state: &AppState,
+    server: &McpServer,
+    code: &str,
+    headers: &HeaderMap,
+    value: Value,
+) -> HttpResponse {
+    let id = request_id(&value);
+    let request = match Message::from_value(value) {
+        Ok(Message::Request(request)) => request,
+        // Responses to server requests: this server sends none, so there is nothing to match them with.
+        Ok(Message::Response(_)) => return StatusCode::ACCEPTED.into_response(),
+        Err(error) => return rpc_error(StatusCode::BAD_REQUEST, id, error),
+    };
+    let session_id = header_str(headers, HEADER_SESSION_ID);
+
+    if request.id.is_none() {
+        if let Some(session_id) = session_id {
+            if state.touch(session_id, code).is_none() {
+                return session_not_found(None);
+            }
+            if request.method == "notifications/cancelled" {
+                cancel_in_flight(state, session_id, &request);
+            }
+        }
+        return StatusCode::ACCEPTED.into_response();
+    }
+
+    if request.method == "initialize" {
+        return initialize(state, server, code, request).await;
+    }
+
+    if let Some(session_id) = session_id {
+        let Some(version) = state.touch(session_id, code) else {
+            return session_not_found(request.id);
+        };
+        if let Some(sent) = header_str(headers, HEADER_PROTOCOL_VERSION)
+            && sent != version
+        {
+            return rpc_error(
+                StatusCode::BAD_REQUEST,
+                request.id,
+                RpcError::invalid_request(format!(
+                    "MCP-Protocol-Version {sent} does not match the session's negotiated version {version}"
+                )),
+            );
+        }
+        let ctx = RequestContext::new(version);
+        let request_id = request.id.clone();
+        register_in_flight(state, session_id, request_id.as_ref(), &ctx.cancel);
+        // Dropping this future (the client went away) cancels the invocation through the token's guard.
+        let _cancel_on_drop = ctx.cancel.clone().drop_guard();
+        let response = server.handle(request, &ctx).await;
+        unregister_in_flight(state, session_id, request_id.as_ref());
+        return match response {
+            Some(response) => json_response(StatusCode::OK, &response),
+            None => StatusCode::ACCEPTED.into_response(),
+        };
+    }
+
+    stateless(server, headers, request).await
+}
+
+async fn initialize(state: &AppState, server: &McpServer, code: &str, request: Request) -> HttpResponse {
+    let ctx = RequestContext::new(super::LATEST_SESSION_VERSION);
+    let Some(response) = server.handle(request, &ctx).await else {
+        return StatusCode::ACCEPTED.into_response();
+    };
+    let version = response
+        .result
+        .as_ref()
+        .and_then(|r| r.get("protocolVersion"))
+        .and_then(Value::as_str)
+        .unwrap_or(super::LATEST_SESSION_VERSION)
+        .to_owned();
+    let session_id = uuid::Uuid::new_v4().simple().to_string();
+    {
+        let mut sessions = state.sessions();
+        if sessions.len() >= state.options.max_sessions {
+            let timeout = state.options.session_idle_timeout;
+            sessions.retain(|_, s| {
+                let live = s.last_seen.elapsed() <= timeout;
+                if !live {
+                    s.closed.cancel();
+                }
+                live
+            });
+            if sessions.len() >= state.options.max_sessions {
+                return rpc_error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    response.id,
+                    RpcError::internal("too many open MCP sessions; retry later"),
+                );
+            }
+        }
+        sessions.insert(
+            session_id.clone(),
+            Session {
+                server_code: code.to_owned(),
+                version,
+                last_seen: Instant::now(),
+                closed: CancellationToken::new(),
+                in_flight: HashMap::new(),
+            },
+        );
+    }
+    let mut http = json_response(StatusCode::OK, &response);
+    if let Ok(value) = HeaderValue::from_str(&session_id) {
+        http.headers_mut().insert(HEADER_SESSION_ID, value);
+    }
+    http
+}
+
+/// A request without a session: `server/discover`, or a 2026-07-28 request carrying its version.
+async fn stateless(server: &McpServer, headers: &HeaderMap, request: Request) -> HttpResponse {
+    let meta_version = request
+        .params
+        .as_ref()
+        .and_then(|p| p.get("_meta"))
+        .and_then(|m| m.get(META_PROTOCOL_VERSION))
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    let header_version = header_str(headers, HEADER_PROTOCOL_VERSION).map(str::to_owned);
+    let version = meta_version.clone().or(header_version.clone());
+    let id = request.id.clone();
+
+    if request.method != "server/discover" {
+        match version.as_deref() {
+            Some(STATELESS_VERSION) => {}
+            Some(v) if !is_supported_version(v) => {
+                return rpc_error(StatusCode::BAD_REQUEST, id, RpcError::unsupported_version(v));
+            }
+            Some(v) if is_session_version(v) && meta_version.is_some() => {
+                return rpc_error(
+                    StatusCode::BAD_REQUEST,
+                    id,
+                    RpcError::unsupported_version(v)
+                        .with_data(json!({"supported": [STATELESS_VERSION], "requested": v})),
+                );
+            }
+            _ => {
+                return rpc_error(
+                    StatusCode::BAD_REQUEST,
+                    id,
+                    RpcError::invalid_request(
+                        "missing Mcp-Session-Id header: send initialize first, or use protocol version 2026-07-28 \
+                         with _meta.io.modelcontextprotocol/protocolVersion",
+                    ),
+                );
+            }
+        }
+        if let (Some(meta), Some(header)) = (&meta_version, &header_version)
+            && meta != header
+        {
+            return rpc_error(
+                StatusCode::BAD_REQUEST,
+                id,
+                RpcError::new(
+                    codes::HEADER_MISMATCH,
+                    format!("MCP-Protocol-Version header {header} does not match _meta protocolVersion {meta}"),
+                ),
+            );
+        }
+        if let Err(error) = check_method_headers(headers, &request) {
+            return rpc_error(StatusCode::BAD_REQUEST, id, error);
+        }
+    }
+
+    let ctx = RequestContext::new(STATELESS_VERSION);
+    let _cancel_on_drop = ctx.cancel.clone().drop_guard();
+    match server.handle(request, &ctx).await {
+        Some(response) => {
+            let status = match &response.error {
+                Some(e) if e.code == codes::METHOD_NOT_FOUND => StatusCode::NOT_FOUND,
+                _ => StatusCode::OK,
+            };
+            json_response(status, &response)
+        }
+        None => StatusCode::ACCEPTED.into_response(),
+    }
+}
+
+/// 2026-07-28: `Mcp-Method` must name the body's method, and `Mcp-Name` the tool of a `tools/call`.
+fn check_method_headers(headers: &HeaderMap, request: &Request) -> Result<(), RpcError> {
+    match header_str(headers, HEADER_METHOD) {
+        Some(method) if method == request.method => {}
+        Some(method) => {
+            return Err(RpcError::new(
+                codes::HEADER_MISMATCH,
+                format!(
+                    "Mcp-Method header {method:?} does not match the body's method {:?}",
+                    request.method
+                ),
+            ));
+        }
+        None => {
+            return Err(RpcError::new(
+                codes::HEADER_MISMATCH,
+                format!("missing required Mcp-Method header for `{}`", request.method),
+            ));
+        }
+    }
+    if request.method == "tools/call" {
+        let name = request
+            .params
+            .as_ref()
+            .and_then(|p| p.get("name"))
+            .and_then(Value::as_str);
+        match (header_str(headers, HEADER_NAME), name) {
+            (Some(h), Some(n)) if h == n => {}
+            (None, _) => {
+                return Err(RpcError::new(
+                    codes::HEADER_MISMATCH,
+                    "missing required Mcp-Name header for `tools/call`",
+                ));
+            }
+            (Some(h), n) => {
+                return Err(RpcError::new(
+                    codes::HEADER_MISMATCH,
+                    format!("Mcp-Name header {h:?} does not match the tool name {n:?}"),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A JSON-RPC batch (2025-03-26): only within a session, no `initialize`.
+async fn post_batch(
+    state: &AppState,
+    server: &McpServer,
+    code: &str,
+    headers: &HeaderMap,
+    items: Vec<Value>,
+) -> HttpResponse {
+    if items.is_empty() {
+        return rpc_error(StatusCode::BAD_REQUEST, None, RpcError::invalid_request("empty batch"));
+    }
+    let Some(session_id) = header_str(headers, HEADER_SESSION_ID) else {
+        return rpc_error(
+            StatusCode::BAD_REQUEST,
+            None,
+            RpcError::invalid_request("JSON-RPC batches need a session (Mcp-Session-Id)"),
+        );
+    };
+    let Some(version) = state.touch(session_id, code) else {
+        return session_not_found(None);
+    };
+    let mut responses = Vec::new();
+    for item in items {
+        let id = request_id(&item);
+        match Message::from_value(item) {
+            Ok(Message::Request(request)) if request.method == "initialize" => responses.push(Response::err(
+                id,
+                RpcError::invalid_request("initialize must not be part of a batch"),
+            )),
+            Ok(Message::Request(request)) => {
+                if request.id.is_none() && request.method == "notifications/cancelled" {
+                    cancel_in_flight(state, session_id, &request);
+                }
+                let ctx = RequestContext::new(version.clone());
+                if let Some(response) = server.handle(request, &ctx).await {
+                    responses.push(response);
+                }
+            }
+            Ok(Message::Response(_)) => {}
+            Err(error) => responses.push(Response::err(id, error)),
+        }
+    }
+    if responses.is_empty() {
+        return StatusCode::ACCEPTED.into_response();
+    }
+    (StatusCode::OK, axum::Json(responses)).into_response()
+}
+
+fn session_not_found(id: Option<RequestId>) -> HttpResponse {
+    rpc_error(
+        StatusCode::NOT_FOUND,
+        id,
+        RpcError::invalid_request("session not found or expired; send initialize to start a new session"),
+    )
+}
+
+fn register_in_flight(state: &AppState, session_id: &str, id: Option<&RequestId>, token: &CancellationToken) {
+    if let (Some(id), Some(session)) = (id, state.sessions().get_mut(session_id)) {
+        session.in_flight.insert(id.clone(), token.clone());
+    }
+}
+
+fn unregister_in_flight(state: &AppState, session_id: &str, id: Option<&RequestId>) {
+    if let (Some(id), Some(session)) = (id, state.sessions().get_mut(session_id)) {
+        session.in_flight.remove(id);
+    }
+}
+
+fn cancel_in_flight(state: &AppState, session_id: &str, note: &Request) {
+    let Some(id) = note
+        .params
+        .as_ref()
+        .and_then(|p| p.get("requestId"))
+        .and_then(|id| serde_json::from_value::<RequestId>(id.clone()).ok())
+    else {
+        return;
+    };
+    if let Some(token) = state
+        .sessions()
+        .get_mut(session_id)
+        .and_then(|s| s.in_flight.remove(&id))
+    {
+        token.cancel();
+    }
+}
+
+/// The session's server-to-client stream. This server sends no unsolicited messages (`listChanged: false`), so
+/// the stream carries keep-alive comments until the session ends.
+async fn get_stream(State(state): State<Arc<AppState>>, Path(code): Path<String>, headers: HeaderMap) -> HttpResponse {
+    if let Err(response) = authorize(&state, &headers, &code).await {
+        return response;
+    }
+    let Some(session_id) = header_str(&headers, HEADER_SESSION_ID) else {
+        return (StatusCode::METHOD_NOT_ALLOWED, [(header::ALLOW, "POST")]).into_response();
+    };
+    if state.touch(session_id, &code).is_none() {
+        return session_not_found(None);
+    }
+    let Some(closed) = state.sessions().get(session_id).map(|s| s.closed.clone()) else {
+        return session_not_found(None);
+    };
+    let stream = futures::stream::pending::<Result<Event, Infallible>>().take_until(closed.cancelled_owned());
+    let mut response = Sse::new(stream)
+        .keep_alive(KeepAlive::new().interval(state.options.keep_alive))
+        .into_response();
+    response
+        .headers_mut()
+        .insert("x-accel-buffering", HeaderValue::from_static("no"));
+    response
+}
+
+async fn delete_session(
+    State(state): State<Arc<AppState>>,
+    Path(code): Path<String>,
+    headers: HeaderMap,
+) -> HttpResponse {
+    if let Err(response) = authorize(&state, &headers, &code).await {
+        return response;
+    }
+    let Some(session_id) = header_str(&headers, HEADER_SESSION_ID) else {
+        return rpc_error(
+            StatusCode::BAD_REQUEST,
+            None,
+            RpcError::invalid_request("DELETE needs the Mcp-Session-Id header"),
+        );
+    };
+    if state.touch(session_id, &code).is_none() {
+        return session_not_found(None);
+    }
+    if let Some(session) = state.sessions().remove(session_id) {
+        session.closed.cancel();
+        session.in_flight.values().for_each(CancellationToken::cancel);
+    }
+    StatusCode::OK.into_response()
+}
+
+/// Protected resource metadata (RFC 9728) for servers that require a key; 404 for open servers.
+async fn resource_metadata(
+    State(state): State<Arc<AppState>>,
+    Path(code): Path<String>,
+    headers: HeaderMap,
+) -> HttpResponse {
+    match state.resolver.resolve(&code, None).await {
+        Err(ResolveError::Unauthorized) => {
+            let base = base_url(&state, &headers);
+            let metadata = json!({
+                "resource": format!("{base}/mcp/server/{code}/mcp"),
+                "authorization_servers": state.options.authorization_servers,
+                "bearer_methods_supported": ["header"],
+                "resource_name": "toolplane MCP server",
+            });
+            axum::Json(metadata).into_response()
+        }
+        _ => StatusCode::NOT_FOUND.into_response(),
+    }
+}

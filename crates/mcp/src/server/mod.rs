@@ -1,0 +1,643 @@
+//! toolplane as an MCP server.
+//!
+//! [`McpServer`] is the transport-free protocol handler: a tenant's [`Catalog`] plus an [`McpServerConfig`] (a
+//! named server exposing chosen tools or whole providers, with `form=form` parameters fixed by configuration). It
+//! answers `initialize` (negotiating 2024-11-05 … 2025-11-25), `server/discover` (2026-07-28), `ping`,
+//! `tools/list` and `tools/call`. [`mcp_router`] serves it over streamable HTTP (sessions and stateless) and
+//! [`serve_stdio`] over stdin/stdout.
+
+mod content;
+mod http;
+mod stdio;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+use tokio_util::sync::CancellationToken;
+use toolplane_core::{
+    Catalog, InvokeFrom, InvokeOptions, Tool, ToolError, ToolParameter, ToolParameterForm, ToolParameterType,
+    ToolProviderType,
+};
+
+use crate::protocol::{
+    self, Implementation, LATEST_SESSION_VERSION, META_SERVER_INFO, OLDEST_VERSION, Request, Response, RpcError,
+    STATELESS_VERSION, SUPPORTED_VERSIONS, is_session_version,
+};
+
+pub use content::messages_to_result;
+pub use http::{HttpOptions, McpServerResolver, ResolveError, StaticResolver, mcp_router};
+pub use stdio::serve_stdio;
+
+/// One entry of a server's configuration: a single tool, or every tool of a provider.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ExposedEntry {
+    /// One tool.
+    Tool {
+        provider_type: ToolProviderType,
+        provider_id: String,
+        tool_name: String,
+        /// The MCP name; the tool's name when absent.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        name: Option<String>,
+        /// Replaces the tool's description.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        description: Option<String>,
+        /// Values of `form=form` parameters (and any others to fix).
+        #[serde(default, skip_serializing_if = "Map::is_empty")]
+        parameters: Map<String, Value>,
+        /// The credential to use (the default one when absent).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        credential_id: Option<String>,
+    },
+    /// Every tool of a provider.
+    Provider {
+        provider_type: ToolProviderType,
+        provider_id: String,
+        /// Values fixed for every tool of the provider, by parameter name.
+        #[serde(default, skip_serializing_if = "Map::is_empty")]
+        parameters: Map<String, Value>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        credential_id: Option<String>,
+    },
+}
+
+/// A named MCP server: what it is called and which tools it exposes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct McpServerConfig {
+    /// `serverInfo.name`.
+    pub name: String,
+    /// `instructions` (Dify: the server's description).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instructions: Option<String>,
+    /// The exposed tools, in listing order.
+    pub entries: Vec<ExposedEntry>,
+}
+
+/// Limits of a server.
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    /// Time limit of one `tools/call` (`None`: unlimited).
+    pub invoke_timeout: Option<Duration>,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        Self {
+            invoke_timeout: Some(Duration::from_secs(600)),
+        }
+    }
+}
+
+/// The context of one request.
+#[derive(Debug, Clone)]
+pub struct RequestContext {
+    /// The protocol version in force: the session's, or 2026-07-28 for stateless requests.
+    pub protocol_version: String,
+    /// Fired when the client cancels the request or goes away.
+    pub cancel: CancellationToken,
+}
+
+impl RequestContext {
+    /// A context for `version` with a fresh cancellation token.
+    pub fn new(version: impl Into<String>) -> Self {
+        Self {
+            protocol_version: version.into(),
+            cancel: CancellationToken::new(),
+        }
+    }
+
+    fn stateless(&self) -> bool {
+        self.protocol_version == STATELESS_VERSION
+    }
+}
+
+/// The version a session-era server answers `initialize` with: the client's when supported, else the newest
+/// session version (the client then decides whether it can speak it).
+pub fn negotiate_version(requested: &str) -> &'static str {
+    SUPPORTED_VERSIONS
+        .iter()
+        .find(|v| **v == requested && is_session_version(v))
+        .copied()
+        .unwrap_or(LATEST_SESSION_VERSION)
+}
+
+/// A tool as this server exposes it.
+#[derive(Clone)]
+struct Exposed {
+    name: String,
+    provider_type: ToolProviderType,
+    provider_id: String,
+    tool: Arc<dyn Tool>,
+    description: Option<String>,
+    fixed: Map<String, Value>,
+    credential_id: Option<String>,
+}
+
+/// The MCP protocol handler of one named server of one tenant.
+pub struct McpServer {
+    catalog: Arc<Catalog>,
+    tenant_id: String,
+    config: McpServerConfig,
+    options: ServerOptions,
+}
+
+impl McpServer {
+    /// A server over the tenant's catalog.
+    pub fn new(catalog: Arc<Catalog>, tenant_id: impl Into<String>, config: McpServerConfig) -> Self {
+        Self {
+            catalog,
+            tenant_id: tenant_id.into(),
+            config,
+            options: ServerOptions::default(),
+        }
+    }
+
+    /// Builder: limits.
+    pub fn with_options(mut self, options: ServerOptions) -> Self {
+        self.options = options;
+        self
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &McpServerConfig {
+        &self.config
+    }
+
+    fn server_info(&self) -> Implementation {
+        Implementation {
+            name: self.config.name.clone(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            title: None,
+        }
+    }
+
+    fn capabilities() -> Value {
+        json!({"tools": {"listChanged": false}})
+    }
+
+    /// Handles one request or notification; `None` for notifications (they get no response).
+    pub async fn handle(&self, request: Request, ctx: &RequestContext) -> Option<Response> {
+        let id = request.id.clone()?;
+        let result = match request.method.as_str() {
+            "initialize" => Ok(self.initialize(&request)),
+            "server/discover" => Ok(self.discover()),
+            "ping" => Ok(json!({})),
+            "tools/list" => self.list_tools(ctx).await,
+            "tools/call" => self.call_tool(&request, ctx).await,
+            other => Err(RpcError::method_not_found(other)),
+        };
+        Some(match result {
+            Ok(mut result) => {
+                if ctx.stateless()
+                    && request.method != "initialize"
+                    && let Value::Object(map) = &mut result
+                {
+                    map.entry("resultType").or_insert_with(|| json!("complete"));
+                    let meta = map.entry("_meta").or_insert_with(|| json!({}));
+                    if let Value::Object(meta) = meta {
+                        meta.insert(META_SERVER_INFO.into(), json!(self.server_info()));
+                    }
+                }
+                Response::ok(id, result)
+            }
+            Err(error) => Response::err(Some(id), error),
+        })
+    }
+
+    fn initialize(&self, request: &Request) -> Value {
+        let requested = request
+            .params
+            .as_ref()
+            .and_then(|p| p.get("protocolVersion"))
+            .and_then(Value::as_str)
+            .unwrap_or(OLDEST_VERSION);
+        let mut result = json!({
+            "protocolVersion": negotiate_version(requested),
+            "capabilities": Self::capabilities(),
+            "serverInfo": self.server_info(),
+        });
+        if let Some(instructions) = &self.config.instructions {
+            result["instructions"] = json!(instructions);
+        }
+        result
+    }
+
+    fn discover(&self) -> Value {
+        let mut result = json!({
+            "supportedVersions": SUPPORTED_VERSIONS,
+            "capabilities": Self::capabilities(),
+            "serverInfo": self.server_info(),
+            "ttlMs": 0,
+            "cacheScope": "private",
+        });
+        if let Some(instructions) = &self.config.instructions {
+            result["instructions"] = json!(instructions);
+        }
+        result
+    }
+
+    /// Every exposed tool, in configuration order; names are unique (later duplicates get a provider prefix).
+    /// A provider that cannot be loaded is skipped (logged) so one broken provider does not take the server down.
+    async fn exposed(&self) -> Vec<Exposed> {
+        let mut out: Vec<Exposed> = Vec::new();
+        let mut names = HashSet::new();
+        let mut push = |mut exposed: Exposed, out: &mut Vec<Exposed>| {
+            if !names.insert(exposed.name.clone()) {
+                exposed.name = sanitize_name(&format!("{}_{}", exposed.provider_id, exposed.name));
+                if !names.insert(exposed.name.clone()) {
+                    tracing::warn!(tool = %exposed.name, "skipping a duplicate MCP tool name");
+                    return;
+                }
+            }
+            out.push(exposed);
+        };
+        for entry in &self.config.entries {
+            match entry {
+                ExposedEntry::Tool {
+                    provider_type,
+                    provider_id,
+                    tool_name,
+                    name,
+                    description,
+                    parameters,
+                    credential_id,
+                } => match self.load_tool(*provider_type, provider_id, tool_name).await {
+                    Some(tool) => push(
+                        Exposed {
+                            name: sanitize_name(name.as_deref().unwrap_or(tool_name)),
+                            provider_type: *provider_type,
+                            provider_id: provider_id.clone(),
+                            tool,
+                            description: description.clone(),
+                            fixed: parameters.clone(),
+                            credential_id: credential_id.clone(),
+                        },
+                        &mut out,
+                    ),
+                    None => continue,
+                },
+                ExposedEntry::Provider {
+                    provider_type,
+                    provider_id,
+                    parameters,
+                    credential_id,
+                } => {
+                    let provider = match self
+                        .catalog
+                        .provider(&self.tenant_id, *provider_type, provider_id)
+                        .await
+                    {
+                        Ok(p) => p,
+                        Err(e) => {
+                            tracing::warn!(provider = %provider_id, error = %e, "MCP server skips a provider");
+                            continue;
+                        }
+                    };
+                    let tools = match provider.tools().await {
+                        Ok(tools) => tools,
+                        Err(e) => {
+                            tracing::warn!(provider = %provider_id, error = %e, "MCP server skips a provider");
+                            continue;
+                        }
+                    };
+                    for tool in tools {
+                        push(
+                            Exposed {
+                                name: sanitize_name(&tool.entity().identity.name),
+                                provider_type: *provider_type,
+                                provider_id: provider_id.clone(),
+                                tool,
+                                description: None,
+                                fixed: parameters.clone(),
+                                credential_id: credential_id.clone(),
+                            },
+                            &mut out,
+                        );
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    async fn load_tool(&self, kind: ToolProviderType, provider_id: &str, tool_name: &str) -> Option<Arc<dyn Tool>> {
+        let provider = match self.catalog.provider(&self.tenant_id, kind, provider_id).await {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(provider = %provider_id, error = %e, "MCP server skips a tool");
+                return None;
+            }
+        };
+        match provider.tool(tool_name).await {
+            Ok(Some(tool)) => Some(tool),
+            Ok(None) => {
+                tracing::warn!(provider = %provider_id, tool = %tool_name, "MCP server skips a tool that no longer exists");
+                None
+            }
+            Err(e) => {
+                tracing::warn!(provider = %provider_id, error = %e, "MCP server skips a tool");
+                None
+            }
+        }
+    }
+
+    /// Finds an exposed tool by its MCP name. Single-tool entries named directly are found without listing every
+    /// provider (the hot path of `tools/call`).
+    async fn find(&self, name: &str) -> Option<Exposed> {
+        let only_tools = self
+            .config
+            .entries
+            .iter()
+            .all(|e| matches!(e, ExposedEntry::Tool { .. }));
+        let candidates: Vec<&ExposedEntry> = self
+            .config
+            .entries
+            .iter()
+            .filter(|entry| match entry {
+                ExposedEntry::Tool {
+                    tool_name, name: alias, ..
+                } => sanitize_name(alias.as_deref().unwrap_or(tool_name)) == name,
+                ExposedEntry::Provider { .. } => false,
+            })
+            .collect();
+        if only_tools
+            && let [
+                ExposedEntry::Tool {
+                    provider_type,
+                    provider_id,
+                    tool_name,
+                    description,
+                    parameters,
+                    credential_id,
+                    ..
+                },
+            ] = candidates.as_slice()
+        {
+            let tool = self.load_tool(*provider_type, provider_id, tool_name).await?;
+            return Some(Exposed {
+                name: name.to_owned(),
+                provider_type: *provider_type,
+                provider_id: provider_id.clone(),
+                tool,
+                description: description.clone(),
+                fixed: parameters.clone(),
+                credential_id: credential_id.clone(),
+            });
+        }
+        self.exposed().await.into_iter().find(|e| e.name == name)
+    }
+
+    async fn list_tools(&self, ctx: &RequestContext) -> Result<Value, RpcError> {
+        let tools: Vec<protocol::Tool> = self
+            .exposed()
+            .await
+            .iter()
+            .map(|e| to_mcp_tool(e, &ctx.protocol_version))
+            .collect();
+        let mut result = json!({"tools": tools});
+        if ctx.stateless() {
+            result["ttlMs"] = json!(0);
+            result["cacheScope"] = json!("private");
+        }
+        Ok(result)
+    }
+
+    async fn call_tool(&self, request: &Request, ctx: &RequestContext) -> Result<Value, RpcError> {
+        let params = request.params_object();
+        let Some(name) = params.get("name").and_then(Value::as_str) else {
+            return Err(RpcError::invalid_params("tools/call needs a string \"name\""));
+        };
+        let arguments = match params.get("arguments") {
+            None | Some(Value::Null) => Map::new(),
+            Some(Value::Object(map)) => map.clone(),
+            Some(_) => return Err(RpcError::invalid_params("\"arguments\" must be an object")),
+        };
+        let Some(exposed) = self.find(name).await else {
+            return Err(RpcError::invalid_params(format!("unknown tool: {name}")));
+        };
+        let has_output_schema = output_schema(&exposed).is_some();
+        let outcome = self.invoke(&exposed, arguments, ctx).await;
+        let result = match outcome {
+            Ok(messages) => messages_to_result(messages, has_output_schema),
+            Err(error) => protocol::CallToolResult {
+                content: vec![protocol::Content::text(error.to_string())],
+                is_error: Some(true),
+                ..Default::default()
+            },
+        };
+        serde_json::to_value(&result).map_err(|e| RpcError::internal(e.to_string()))
+    }
+
+    async fn invoke(
+        &self,
+        exposed: &Exposed,
+        arguments: Map<String, Value>,
+        ctx: &RequestContext,
+    ) -> Result<Vec<toolplane_core::ToolInvokeMessage>, ToolError> {
+        let resolved = self
+            .catalog
+            .runtime(
+                &self.tenant_id,
+                exposed.provider_type,
+                &exposed.provider_id,
+                &exposed.tool.entity().identity.name,
+                exposed.credential_id.as_deref(),
+            )
+            .await?;
+        let mut runtime = resolved.runtime;
+        runtime.runtime_parameters = exposed.fixed.clone();
+        runtime.invoke_from = InvokeFrom::Mcp;
+        // Only `form=llm` parameters come from the client; configured values cannot be overridden by it.
+        let llm: HashSet<&str> = resolved
+            .tool
+            .entity()
+            .parameters
+            .iter()
+            .filter(|p| p.form == ToolParameterForm::Llm)
+            .map(|p| p.name.as_str())
+            .collect();
+        let declared: HashSet<&str> = resolved
+            .tool
+            .entity()
+            .parameters
+            .iter()
+            .map(|p| p.name.as_str())
+            .collect();
+        let arguments: Map<String, Value> = arguments
+            .into_iter()
+            .filter(|(k, _)| llm.contains(k.as_str()) || !declared.contains(k.as_str()))
+            .collect();
+        let options = InvokeOptions {
+            timeout: self.options.invoke_timeout,
+            cancel: ctx.cancel.clone(),
+        };
+        let stream = toolplane_core::invoke(resolved.tool, runtime, arguments, options).await?;
+        toolplane_core::collect_messages(stream).await
+    }
+}
+
+/// MCP tool names allow `[A-Za-z0-9_.-]`, 1–128 characters (SEP-986); anything else becomes `_`.
+fn sanitize_name(name: &str) -> String {
+    let mut out: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(128)
+        .collect();
+    if out.is_empty() {
+        out.push('_');
+    }
+    out
+}
+
+fn to_mcp_tool(exposed: &Exposed, _version: &str) -> protocol::Tool {
+    let entity = exposed.tool.entity();
+    let description = exposed
+        .description
+        .clone()
+        .or_else(|| {
+            entity
+                .description
+                .as_ref()
+                .map(|d| d.llm.clone())
+                .filter(|d| !d.is_empty())
+        })
+        .or_else(|| entity.description.as_ref().map(|d| d.human.en_US.clone()))
+        .unwrap_or_default();
+    protocol::Tool {
+        name: exposed.name.clone(),
+        title: Some(entity.identity.label.en_US.clone()).filter(|t| !t.is_empty() && *t != exposed.name),
+        description: Some(description),
+        input_schema: input_schema(&entity.parameters, &exposed.fixed),
+        output_schema: output_schema(exposed),
+        annotations: None,
+        meta: None,
+        extra: Map::new(),
+    }
+}
+
+/// The tool's declared output schema when it is an object schema (MCP requires `type: object`).
+fn output_schema(exposed: &Exposed) -> Option<Value> {
+    let schema = &exposed.tool.entity().output_schema;
+    if schema.is_empty() {
+        return None;
+    }
+    let mut schema = schema.clone();
+    match schema.get("type") {
+        Some(Value::String(t)) if t == "object" => {}
+        None if schema.contains_key("properties") => {
+            schema.insert("type".into(), json!("object"));
+        }
+        _ => return None,
+    }
+    Some(Value::Object(schema))
+}
+
+/// `form=llm` parameters as a JSON Schema object; fixed and file parameters are left out.
+fn input_schema(parameters: &[ToolParameter], fixed: &Map<String, Value>) -> Value {
+    let mut properties = Map::new();
+    let mut required = Vec::new();
+    for parameter in parameters {
+        if parameter.form != ToolParameterForm::Llm || fixed.contains_key(&parameter.name) || parameter.kind.is_file() {
+            continue;
+        }
+        properties.insert(parameter.name.clone(), parameter_schema(parameter));
+        if parameter.required {
+            required.push(json!(parameter.name));
+        }
+    }
+    let mut schema = json!({"type": "object", "properties": properties});
+    if !required.is_empty() {
+        schema["required"] = Value::Array(required);
+    }
+    schema
+}
+
+fn parameter_schema(parameter: &ToolParameter) -> Value {
+    let mut schema = match &parameter.input_schema {
+        Some(schema) => Value::Object(schema.clone()),
+        None => match parameter.kind {
+            ToolParameterType::Number => json!({"type": "number"}),
+            ToolParameterType::Boolean => json!({"type": "boolean"}),
+            ToolParameterType::Select if !parameter.options.is_empty() => {
+                json!({"type": "string", "enum": parameter.option_values()})
+            }
+            ToolParameterType::Array => json!({"type": "array"}),
+            ToolParameterType::Object => json!({"type": "object"}),
+            ToolParameterType::Any => json!({}),
+            _ => json!({"type": "string"}),
+        },
+    };
+    if let Value::Object(map) = &mut schema {
+        let description = parameter
+            .llm_description
+            .clone()
+            .filter(|d| !d.is_empty())
+            .or_else(|| parameter.human_description.as_ref().map(|d| d.en_US.clone()))
+            .filter(|d| !d.is_empty());
+        if let Some(description) = description {
+            map.entry("description").or_insert(json!(description));
+        }
+        if let Some(default) = &parameter.default
+            && !default.is_null()
+        {
+            map.entry("default").or_insert(default.clone());
+        }
+    }
+    schema
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn negotiates_session_versions() {
+        assert_eq!(negotiate_version("2024-11-05"), "2024-11-05");
+        assert_eq!(negotiate_version("2025-06-18"), "2025-06-18");
+        assert_eq!(negotiate_version("2026-07-28"), LATEST_SESSION_VERSION);
+        assert_eq!(negotiate_version("1999-01-01"), LATEST_SESSION_VERSION);
+    }
+
+    #[test]
+    fn names_are_sanitized() {
+        assert_eq!(sanitize_name("langgenius/time:now"), "langgenius_time_now");
+        assert_eq!(sanitize_name(""), "_");
+        assert_eq!(sanitize_name(&"x".repeat(200)).len(), 128);
+    }
+
+    #[test]
+    fn parameters_become_an_input_schema() {
+        let params = vec![
+            ToolParameter::new("q", ToolParameterType::String, ToolParameterForm::Llm).required(),
+            ToolParameter::new("mode", ToolParameterType::Select, ToolParameterForm::Llm).options(["a", "b"]),
+            ToolParameter::new("key", ToolParameterType::String, ToolParameterForm::Form).required(),
+            ToolParameter::new("n", ToolParameterType::Number, ToolParameterForm::Llm).default_value(3),
+            ToolParameter::new("fixed", ToolParameterType::String, ToolParameterForm::Llm),
+            ToolParameter::new("upload", ToolParameterType::File, ToolParameterForm::Llm),
+        ];
+        let fixed = Map::from_iter([("fixed".into(), json!("x"))]);
+        let schema = input_schema(&params, &fixed);
+        assert_eq!(
+            schema,
+            json!({
+                "type": "object",
+                "properties": {
+                    "q": {"type": "string"},
+                    "mode": {"type": "string", "enum": ["a", "b"]},
+                    "n": {"type": "number", "default": 3}
+                },
+                "required": ["q"]
+            })
+        );
+    }
+}
