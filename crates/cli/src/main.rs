@@ -11,7 +11,7 @@ use clap::{Args, Parser, Subcommand};
 use serde_json::{Map, Value, json};
 use toolplane_core::{InvokeOptions, MessagePayload, ToolProviderType, collect_messages};
 use toolplane_net::{NetConfig, SafeClient};
-use toolplane_server::{AppState, ServerConfig, Settings};
+use toolplane_server::{AppState, AppStateParts, ServerConfig, Settings};
 use toolplane_store::{BlobConfig, BlobStore, Store};
 
 /// toolplane: a tool and plugin platform for LLM applications, compatible with Dify.
@@ -44,6 +44,11 @@ enum Command {
     /// Inspect OpenAPI / Swagger / OpenAI-plugin specs as API tools, or import them into a tenant.
     #[command(subcommand)]
     Openapi(openapi::OpenapiCommand),
+    /// Create, package, sign and inspect Dify plugin packages (.difypkg).
+    #[command(subcommand)]
+    Plugin(toolplane_daemon::cli::PluginCommand),
+    /// Run only the Dify-compatible plugin daemon (as dify-plugin-daemon; SERVER_HOST:SERVER_PORT, default 0.0.0.0:5002).
+    Daemon,
 }
 
 #[derive(Subcommand)]
@@ -164,6 +169,8 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Key(command) => key_command(command, open(&settings, config).await?).await,
         Command::Tool(command) => tool_command(command, open(&settings, config).await?).await,
         Command::Openapi(command) => openapi_command(command, &settings, config).await,
+        Command::Plugin(command) => toolplane_daemon::cli::run(command).await,
+        Command::Daemon => run_daemon(settings, config).await,
     }
 }
 
@@ -180,17 +187,64 @@ async fn open(settings: &Settings, config: ServerConfig) -> Result<AppState> {
         .await
         .with_context(|| "cannot open the database (DATABASE_URL)")?;
     store.migrate().await.context("cannot migrate the database")?;
-    let blob_config = BlobConfig::from_vars(settings.lookup(), config.data_dir.clone())?;
-    let blobs = BlobStore::from_config(&blob_config)?;
+    let blobs = open_blobs(settings, &config)?;
     let net = NetConfig::from_lookup(settings.lookup())?;
     let client = SafeClient::new(net.clone())?;
     let builtin = toolplane_builtin::providers(client);
-    Ok(AppState::new(config, store, blobs, builtin, net))
+    let daemon = open_daemon(settings, &config, blobs.clone()).await?;
+    Ok(AppState::from_parts(AppStateParts {
+        config,
+        store,
+        blobs,
+        builtin,
+        net,
+        daemon: Some(daemon),
+    }))
+}
+
+fn open_blobs(settings: &Settings, config: &ServerConfig) -> Result<BlobStore> {
+    let blob_config = BlobConfig::from_vars(settings.lookup(), config.data_dir.clone())?;
+    Ok(BlobStore::from_config(&blob_config)?)
+}
+
+/// The daemon's settings; `SERVER_KEY` falls back to the one kept in the data folder.
+fn daemon_config(settings: &Settings, config: &ServerConfig) -> Result<toolplane_daemon::DaemonConfig> {
+    let lookup = |name: &str| match name {
+        "SERVER_KEY" => Some(config.server_key.clone()),
+        _ => settings.get(name).map(str::to_owned),
+    };
+    Ok(toolplane_daemon::DaemonConfig::from_lookup(&config.data_dir, lookup)?)
+}
+
+/// The plugin daemon on the shared blob storage.
+async fn open_daemon(
+    settings: &Settings,
+    config: &ServerConfig,
+    blobs: BlobStore,
+) -> Result<toolplane_daemon::DaemonState> {
+    toolplane_daemon::DaemonState::open(daemon_config(settings, config)?, blobs)
+        .await
+        .context("cannot open the plugin daemon's database (PLUGIN_DB_URL)")
+}
+
+async fn run_daemon(settings: Settings, config: ServerConfig) -> Result<()> {
+    let blobs = open_blobs(&settings, &config)?;
+    let daemon_config = daemon_config(&settings, &config)?;
+    let listen = daemon_config.listen;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen} (SERVER_HOST/SERVER_PORT)"))?;
+    let local = listener.local_addr()?;
+    let state = toolplane_daemon::DaemonState::open(daemon_config, blobs).await?;
+    println!("toolplane plugin daemon is listening on http://{local}");
+    toolplane_daemon::serve_daemon(listener, state, shutdown_signal()).await?;
+    Ok(())
 }
 
 async fn serve(settings: Settings, config: ServerConfig) -> Result<()> {
     let bind = config.bind;
     let console_url = config.console_api_url.clone();
+    let state_data_dir = config.data_dir.clone();
     let state = open(&settings, config).await?;
     if let Some(first) = state.bootstrap().await? {
         println!(
@@ -208,6 +262,10 @@ async fn serve(settings: Settings, config: ServerConfig) -> Result<()> {
     println!("  console API:  {console_url}/console/api/workspaces/current/tool-providers");
     println!("  invoke:       http://{local}/v1/tools/invoke");
     println!("  API document: http://{local}/v1/openapi.json");
+    println!(
+        "  plugin daemon: http://{local}/plugin/<tenant_id>/management/... (X-Api-Key: SERVER_KEY, kept in {})",
+        state_data_dir.join("server_key").display()
+    );
     tracing::info!(%local, "server started");
     toolplane_server::serve(listener, state, shutdown_signal()).await?;
     tracing::info!("server stopped");

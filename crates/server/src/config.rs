@@ -125,6 +125,9 @@ pub struct ServerConfig {
     pub database_url: String,
     /// `SECRET_KEY`; generated once and kept in `<data>/secret_key` when unset.
     pub secret_key: String,
+    /// `SERVER_KEY`: the `X-Api-Key` Dify's API server sends to the plugin daemon routes; generated once and kept in
+    /// `<data>/server_key` when unset.
+    pub server_key: String,
     /// `CONSOLE_API_URL`: the public base URL used in icon links; derived from `bind` when unset.
     pub console_api_url: String,
     /// `TOOLPLANE_MAX_BODY_BYTES`, default 10 MiB.
@@ -155,7 +158,11 @@ impl ServerConfig {
         };
         let secret_key = match settings.get("SECRET_KEY") {
             Some(key) => key.to_owned(),
-            None => persisted_secret_key(&data_dir)?,
+            None => persisted_secret(&data_dir, "secret_key", "SECRET_KEY")?,
+        };
+        let server_key = match settings.get("SERVER_KEY") {
+            Some(key) => key.to_owned(),
+            None => persisted_secret(&data_dir, "server_key", "SERVER_KEY")?,
         };
         let console_api_url = settings
             .get("CONSOLE_API_URL")
@@ -181,6 +188,7 @@ impl ServerConfig {
             data_dir,
             database_url,
             secret_key,
+            server_key,
             console_api_url,
             max_body_bytes: settings.parse("TOOLPLANE_MAX_BODY_BYTES", 10 * 1024 * 1024)?,
             request_timeout: settings.seconds("TOOLPLANE_REQUEST_TIMEOUT", Duration::from_secs(60))?,
@@ -191,9 +199,9 @@ impl ServerConfig {
     }
 }
 
-/// Reads `<data>/secret_key`, creating it (owner-only permissions) with 32 random bytes on first use.
-fn persisted_secret_key(data_dir: &Path) -> Result<String, ConfigError> {
-    let path = data_dir.join("secret_key");
+/// Reads `<data>/<file>`, creating it (owner-only permissions) with a random 48-character key on first use.
+fn persisted_secret(data_dir: &Path, file: &str, setting: &str) -> Result<String, ConfigError> {
+    let path = data_dir.join(file);
     if let Ok(existing) = std::fs::read_to_string(&path) {
         let key = existing.trim();
         if !key.is_empty() {
@@ -214,7 +222,7 @@ fn persisted_secret_key(data_dir: &Path) -> Result<String, ConfigError> {
     };
     write().map_err(|e| {
         ConfigError::Other(format!(
-            "cannot write the generated secret key to {}: {e}; set SECRET_KEY instead",
+            "cannot write the generated key to {}: {e}; set {setting} instead",
             path.display()
         ))
     })?;

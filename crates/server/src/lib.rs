@@ -31,13 +31,15 @@ use tower_http::trace::TraceLayer;
 
 pub use config::{ConfigError, ServerConfig, Settings};
 pub use error::ApiError;
-pub use state::{AppState, FirstStart};
+pub use state::{AppState, AppStateParts, FirstStart};
 
-/// The full router: `/health`, `/console/api/...`, `/v1/...`.
+/// The full router: `/health`, `/console/api/...`, `/v1/...`, and the plugin daemon's `/plugin/...` routes when it
+/// runs beside the console.
 pub fn router(state: AppState) -> axum::Router {
     let body_limit = state.config.max_body_bytes;
     let request_timeout = state.config.request_timeout;
-    axum::Router::new()
+    let daemon = state.daemon.clone();
+    let app = axum::Router::new()
         .route("/health", get(health))
         .nest("/console/api", routes::console::router())
         .nest("/v1", routes::v1::router())
@@ -51,7 +53,12 @@ pub fn router(state: AppState) -> axum::Router {
             ApiError::internal("a request handler panicked").into_response_owned()
         }))
         .layer(TraceLayer::new_for_http())
-        .with_state(state)
+        .with_state(state);
+    // The daemon router brings its own auth (X-Api-Key = SERVER_KEY), envelope and upload limits.
+    match daemon {
+        Some(daemon) => app.merge(toolplane_daemon::router(daemon)),
+        None => app,
+    }
 }
 
 impl ApiError {

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use toolplane_core::{Catalog, ProviderSource, StaticSource, ToolProvider, ToolProviderType};
+use toolplane_daemon::{DaemonState, PluginProviderSource};
 use toolplane_net::NetConfig;
 use toolplane_store::{BlobStore, Store};
 
@@ -30,6 +31,21 @@ pub struct AppState {
     pub api_tools: Arc<ApiTools>,
     /// Verified API keys, so authentication does not query the database on every request.
     pub key_cache: Arc<KeyCache>,
+    /// The Dify-compatible plugin daemon, when it runs beside the console (`/plugin/...` routes).
+    pub daemon: Option<DaemonState>,
+}
+
+/// Everything [`AppState::from_parts`] wires together.
+pub struct AppStateParts {
+    pub config: ServerConfig,
+    pub store: Store,
+    pub blobs: BlobStore,
+    /// The compiled-in providers (tests may add their own).
+    pub builtin: Vec<Arc<dyn ToolProvider>>,
+    /// Outbound HTTP configuration (SSRF exceptions, limits) for API tools.
+    pub net: NetConfig,
+    /// The plugin daemon: its routes are served and its installed plugin tools join the catalog.
+    pub daemon: Option<DaemonState>,
 }
 
 /// What the first start created; the admin key is shown once and never stored in clear.
@@ -49,13 +65,36 @@ impl AppState {
         builtin: Vec<Arc<dyn ToolProvider>>,
         net: NetConfig,
     ) -> Self {
+        Self::from_parts(AppStateParts {
+            config,
+            store,
+            blobs,
+            builtin,
+            net,
+            daemon: None,
+        })
+    }
+
+    /// Wires the services together from their parts.
+    pub fn from_parts(parts: AppStateParts) -> Self {
+        let AppStateParts {
+            config,
+            store,
+            blobs,
+            builtin,
+            net,
+            daemon,
+        } = parts;
         let keys = Arc::new(TenantKeys::new(store.clone(), blobs.clone()));
         let credentials = Arc::new(Credentials::new(store.clone(), keys.clone()));
         let api_tools = Arc::new(ApiTools::new(store.clone(), keys.clone(), net));
-        let sources: Vec<Arc<dyn ProviderSource>> = vec![
+        let mut sources: Vec<Arc<dyn ProviderSource>> = vec![
             Arc::new(StaticSource::new(ToolProviderType::Builtin, builtin)),
             Arc::new(ApiProviderSource::new(api_tools.clone())),
         ];
+        if let Some(daemon) = &daemon {
+            sources.push(Arc::new(PluginProviderSource::new(daemon.clone())));
+        }
         let catalog = Catalog::new(
             sources,
             credentials.clone(),
@@ -71,6 +110,7 @@ impl AppState {
             config: Arc::new(config),
             api_tools,
             key_cache: Arc::new(KeyCache::default()),
+            daemon,
         }
     }
 

@@ -20,6 +20,8 @@ use toolplane_server::{AppState, ServerConfig, Settings};
 use toolplane_store::{BlobConfig, BlobStore, Store};
 
 pub const PG_ENV: &str = "TOOLPLANE_TEST_POSTGRES_URL";
+/// The daemon's `X-Api-Key` when [`Options::daemon`] is set.
+pub const DAEMON_KEY: &str = "test-daemon-key";
 
 /// Which database a test server runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,6 +61,8 @@ pub struct Options {
     /// Let outbound tool requests reach 127.0.0.0/8 (the SSRF guard refuses loopback by default).
     pub allow_loopback: bool,
     pub extra: Vec<(&'static str, String)>,
+    /// Run the plugin daemon beside the console, as `toolplane serve` does.
+    pub daemon: bool,
 }
 
 impl Default for Options {
@@ -67,6 +71,7 @@ impl Default for Options {
             db: Db::Sqlite,
             allow_loopback: true,
             extra: Vec::new(),
+            daemon: false,
         }
     }
 }
@@ -115,7 +120,30 @@ impl TestServer {
         let client = SafeClient::new(net.clone()).unwrap();
         let mut providers = toolplane_builtin::providers(client);
         providers.push(Arc::new(KeyedProvider::new()));
-        let state = AppState::new(config, store, blobs, providers, net);
+        let daemon = if options.daemon {
+            let mut daemon_config = toolplane_daemon::DaemonConfig::new(
+                DAEMON_KEY,
+                format!("sqlite://{}/plugin.db?mode=rwc", dir.path().display()),
+                dir.path().join("plugin-storage"),
+            );
+            // Test packages are unsigned (FORCE_VERIFYING_SIGNATURE=false).
+            daemon_config.verifier.force_verifying_signature = false;
+            Some(
+                toolplane_daemon::DaemonState::open(daemon_config, blobs.clone())
+                    .await
+                    .unwrap(),
+            )
+        } else {
+            None
+        };
+        let state = AppState::from_parts(toolplane_server::AppStateParts {
+            config,
+            store,
+            blobs,
+            builtin: providers,
+            net,
+            daemon,
+        });
         let first = state
             .bootstrap()
             .await
