@@ -348,7 +348,8 @@ async fn provider_entity(
         "type": provider.provider_type(),
         "team_credentials": team_credentials,
         "is_team_authorization": !needs_credentials || default.is_some(),
-        "allow_delete": needs_credentials,
+        // Builtin providers are deletable only through their credentials; imported providers always are.
+        "allow_delete": !is_builtin || needs_credentials,
         "tools": tools,
         "labels": identity.tags,
     }))
