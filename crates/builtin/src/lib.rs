@@ -8,7 +8,10 @@
 //! - [`webscraper`](webscraper::PROVIDER_NAME): `webscraper`, which fetches a page through the SSRF-safe
 //!   [`SafeClient`] and returns its main readable text.
 //!
-//! (`audio` and `code` need speech models and a code sandbox, which toolplane does not have.)
+//! - [`code`](code::PROVIDER_NAME): `simple_code`, which runs a Python 3 or JavaScript snippet in the workflow
+//!   crate's code sandbox (the same one code nodes use) and answers with what it printed.
+//!
+//! (`audio` needs speech models, which toolplane does not have.)
 //!
 //! Each declaration lives next to its code as a JSON file in the shape of Dify's provider and tool YAML
 //! (`src/<provider>/provider.json`), and each provider has its own SVG icon (`src/<provider>/icon.svg`).
@@ -19,12 +22,13 @@
 //!
 //! let client = SafeClient::new(NetConfig::default())?;
 //! for provider in toolplane_builtin::providers(client) {
-//!     println!("{}", provider.id()); // "time", then "webscraper"
+//!     println!("{}", provider.id()); // "code", "time", then "webscraper"
 //! }
 //! # Ok(())
 //! # }
 //! ```
 
+pub mod code;
 mod declaration;
 mod provider;
 pub mod time;
@@ -34,15 +38,23 @@ use std::sync::Arc;
 
 use toolplane_core::ToolProvider;
 use toolplane_net::SafeClient;
+use toolplane_workflow::sandbox::{Sandbox, SandboxConfig};
 
 pub use declaration::DeclarationError;
 
-/// The builtin providers, `time` then `webscraper`; the webscraper fetches through `client`.
+/// The builtin providers, `code`, `time` then `webscraper`; the webscraper fetches through `client`, and `code`
+/// runs snippets in a sandbox configured from the environment ([`SandboxConfig::from_env`]).
 ///
 /// A provider whose declaration does not load is logged and left out, as Dify's loader does; a unit test loads
 /// every declaration, so this does not happen in a tested build.
 pub fn providers(client: SafeClient) -> Vec<Arc<dyn ToolProvider>> {
+    providers_with_sandbox(client, Arc::new(Sandbox::new(SandboxConfig::from_env())))
+}
+
+/// Like [`providers`], with the code sandbox given explicitly (share one with the workflow engine).
+pub fn providers_with_sandbox(client: SafeClient, sandbox: Arc<Sandbox>) -> Vec<Arc<dyn ToolProvider>> {
     let loaded = [
+        code::provider(sandbox).map(|p| Arc::new(p) as Arc<dyn ToolProvider>),
         time::provider().map(|p| Arc::new(p) as Arc<dyn ToolProvider>),
         webscraper::provider(client).map(|p| Arc::new(p) as Arc<dyn ToolProvider>),
     ];
@@ -71,13 +83,25 @@ mod tests {
         time::provider().unwrap();
         webscraper::provider(SafeClient::new(NetConfig::default()).unwrap()).unwrap();
         let ids: Vec<String> = all().iter().map(|p| p.id().to_owned()).collect();
-        assert_eq!(ids, ["time", "webscraper"]);
+        assert_eq!(ids, ["code", "time", "webscraper"]);
     }
 
     #[tokio::test]
     async fn providers_match_dify() {
         let providers = all();
-        let time = &providers[0];
+        let code = &providers[0];
+        assert_eq!(code.entity().identity.label.en_US, "Code Interpreter");
+        assert_eq!(code.entity().identity.tags, [ToolLabelEnum::Productivity]);
+        let simple = code.tool("simple_code").await.unwrap().unwrap();
+        let language = &simple.entity().parameters[0];
+        assert_eq!(
+            (language.name.as_str(), language.kind, language.form, language.required),
+            ("language", ToolParameterType::String, ToolParameterForm::Llm, true)
+        );
+        assert_eq!(language.option_values(), ["python3", "javascript"]);
+        assert_eq!(simple.entity().parameters[1].name, "code");
+
+        let time = &providers[1];
         assert_eq!(time.provider_type(), ToolProviderType::Builtin);
         let identity = &time.entity().identity;
         assert_eq!(identity.label.en_US, "CurrentTime");
@@ -119,7 +143,7 @@ mod tests {
             );
         }
 
-        let web = &providers[1];
+        let web = &providers[2];
         assert_eq!(web.entity().identity.label.en_US, "WebScraper");
         assert_eq!(web.entity().identity.tags, [ToolLabelEnum::Productivity]);
         let scraper = web.tool("webscraper").await.unwrap().unwrap();

@@ -11,7 +11,7 @@ use toolplane_net::{NetConfig, SafeClient};
 
 async fn tool(name: &str) -> Arc<dyn Tool> {
     let providers = toolplane_builtin::providers(SafeClient::new(NetConfig::default()).unwrap());
-    let time: &Arc<dyn ToolProvider> = &providers[0];
+    let time: &Arc<dyn ToolProvider> = providers.iter().find(|p| p.id() == "time").unwrap();
     assert_eq!(time.id(), "time");
     time.tool(name)
         .await
