@@ -1,6 +1,8 @@
 //! Shared helpers of the integration tests: the Python `mcp` SDK, test servers on loopback, a loopback SafeClient.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod demo;
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
