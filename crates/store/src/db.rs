@@ -198,6 +198,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../migrations/sqlite/0003_api_providers.sql"),
         include_str!("../migrations/postgres/0003_api_providers.sql"),
     ),
+    (
+        6,
+        "workflows",
+        include_str!("../migrations/sqlite/0006_workflows.sql"),
+        include_str!("../migrations/postgres/0006_workflows.sql"),
+    ),
 ];
 
 /// The embedded migrator for one dialect.

@@ -80,3 +80,7 @@ pub use repo::labels::{LabelBinding, Labels};
 pub use repo::settings::Settings;
 pub use repo::tenants::{TenantRecord, Tenants};
 pub use repo::tool_files::{NewToolFile, ToolFileRecord, ToolFiles};
+pub use repo::workflow_providers::{WorkflowProviderFields, WorkflowProviderRecord, WorkflowProviders};
+pub use repo::workflows::{
+    NewNodeRun, RunOutcome, WorkflowNodeRunRecord, WorkflowRecord, WorkflowRunRecord, WorkflowVersionRecord, Workflows,
+};

@@ -11,3 +11,5 @@ pub mod labels;
 pub mod settings;
 pub mod tenants;
 pub mod tool_files;
+pub mod workflow_providers;
+pub mod workflows;
