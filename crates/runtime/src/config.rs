@@ -1,0 +1,117 @@
+//! Runtime configuration, by the original daemon's environment variable names where one exists.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Default longest stdout line accepted from a plugin (32 MiB; the original stops at 5 MiB and kills the plugin).
+pub const DEFAULT_MAX_LINE_BYTES: usize = 32 * 1024 * 1024;
+
+/// Everything the runtime reads from its environment.
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    /// `PLUGIN_WORKING_PATH`: one folder per unique identifier, plus the shared `.uv-cache`.
+    pub working_path: PathBuf,
+    /// `UV_PATH`: the `uv` binary. When unset, `uv` is looked up on `PATH`, then in [`RuntimeConfig::tools_path`],
+    /// then installed there from PyPI.
+    pub uv_path: Option<PathBuf>,
+    /// Where a downloaded `uv` is kept (`<working_path>/.tools` by default).
+    pub tools_path: PathBuf,
+    /// `PYTHON_INTERPRETER_PATH`: preferred interpreter; others are discovered (PATH, pyenv, /usr/bin).
+    pub python_interpreter_path: Option<PathBuf>,
+    /// `PIP_MIRROR_URL`: index URL for uv and pip.
+    pub pip_mirror_url: Option<String>,
+    /// `PYTHON_ENV_INIT_TIMEOUT` (120 s): an environment step silent for this long is killed.
+    pub env_init_timeout: Duration,
+    /// `PLUGIN_IDLE_TIMEOUT` (600 s): a plugin without sessions for this long is stopped; zero keeps it running.
+    pub idle_timeout: Duration,
+    /// `PLUGIN_START_TIMEOUT` (120 s, the original's `MAX_HEARTBEAT_INTERVAL`): first heartbeat deadline.
+    pub start_timeout: Duration,
+    /// `PLUGIN_MAX_EXECUTION_TIMEOUT` (600 s): the longest a dispatched session may run.
+    pub max_execution_timeout: Duration,
+    /// `PLUGIN_RUNTIME_MAX_BUFFER_SIZE`: the longest stdout line; a longer one fails its session.
+    pub max_line_bytes: usize,
+    /// `PLUGIN_CANCEL_GRACE` (5 s): how long a plugin may keep working on cancelled sessions, while it has no other
+    /// session, before it is killed and restarted.
+    pub cancel_grace: Duration,
+    /// First restart delay after a crash; doubles per consecutive crash up to [`RuntimeConfig::max_restart_backoff`].
+    pub restart_backoff: Duration,
+    /// Longest restart delay.
+    pub max_restart_backoff: Duration,
+    /// `HTTP_PROXY`, `HTTPS_PROXY`, `NO_PROXY` given to plugins and uv.
+    pub proxies: Vec<(String, String)>,
+    /// `DIFY_INNER_API_URL`: where backwards calls other than storage and tools would go (not forwarded yet).
+    pub dify_inner_api_url: Option<String>,
+}
+
+impl RuntimeConfig {
+    /// Defaults with everything under `working_path`.
+    pub fn new(working_path: impl Into<PathBuf>) -> Self {
+        let working_path = working_path.into();
+        Self {
+            tools_path: working_path.join(".tools"),
+            working_path,
+            uv_path: None,
+            python_interpreter_path: None,
+            pip_mirror_url: None,
+            env_init_timeout: Duration::from_secs(120),
+            idle_timeout: Duration::from_secs(600),
+            start_timeout: Duration::from_secs(120),
+            max_execution_timeout: Duration::from_secs(600),
+            max_line_bytes: DEFAULT_MAX_LINE_BYTES,
+            cancel_grace: Duration::from_secs(5),
+            restart_backoff: Duration::from_millis(500),
+            max_restart_backoff: Duration::from_secs(30),
+            proxies: Vec::new(),
+            dify_inner_api_url: None,
+        }
+    }
+
+    /// Reads the variables through `lookup`; `data_dir` anchors relative defaults (`<data_dir>/cwd`). Values that do
+    /// not parse keep their default and are reported in the returned warnings.
+    pub fn from_lookup(data_dir: &Path, lookup: impl Fn(&str) -> Option<String>) -> (Self, Vec<String>) {
+        let get = |k: &str| lookup(k).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+        let working = get("PLUGIN_WORKING_PATH")
+            .map(PathBuf::from)
+            .map(|p| if p.is_absolute() { p } else { data_dir.join(p) })
+            .unwrap_or_else(|| data_dir.join("cwd"));
+        let mut config = Self::new(working);
+        let mut warnings = Vec::new();
+        let mut secs = |name: &str, slot: &mut Duration| {
+            if let Some(v) = get(name) {
+                match v.parse::<u64>() {
+                    Ok(n) => *slot = Duration::from_secs(n),
+                    Err(_) => warnings.push(format!("{name}={v} is not a number of seconds; using {slot:?}")),
+                }
+            }
+        };
+        secs("PYTHON_ENV_INIT_TIMEOUT", &mut config.env_init_timeout);
+        secs("PLUGIN_IDLE_TIMEOUT", &mut config.idle_timeout);
+        secs("PLUGIN_START_TIMEOUT", &mut config.start_timeout);
+        secs("PLUGIN_MAX_EXECUTION_TIMEOUT", &mut config.max_execution_timeout);
+        secs("PLUGIN_CANCEL_GRACE", &mut config.cancel_grace);
+        if let Some(v) = get("PLUGIN_RUNTIME_MAX_BUFFER_SIZE") {
+            match v.parse::<usize>() {
+                Ok(n) if n >= 1024 => config.max_line_bytes = n,
+                _ => warnings.push(format!(
+                    "PLUGIN_RUNTIME_MAX_BUFFER_SIZE={v} is not a byte count ≥ 1024; using {}",
+                    config.max_line_bytes
+                )),
+            }
+        }
+        config.uv_path = get("UV_PATH").map(PathBuf::from);
+        config.python_interpreter_path = get("PYTHON_INTERPRETER_PATH").map(PathBuf::from);
+        config.pip_mirror_url = get("PIP_MIRROR_URL");
+        config.dify_inner_api_url = get("DIFY_INNER_API_URL");
+        for name in ["HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY"] {
+            if let Some(v) = get(name) {
+                config.proxies.push((name.to_owned(), v));
+            }
+        }
+        (config, warnings)
+    }
+
+    /// The uv cache shared by every plugin.
+    pub fn uv_cache(&self) -> PathBuf {
+        self.working_path.join(".uv-cache")
+    }
+}
