@@ -42,8 +42,14 @@ pub trait PluginStorage: Send + Sync + std::fmt::Debug {
     /// The value of `key`.
     async fn get(&self, tenant_id: &str, plugin_id: &str, key: &str) -> Result<Option<Vec<u8>>, StorageError>;
     /// Stores `value`, keeping the total of the plugin's values within `quota`.
-    async fn set(&self, tenant_id: &str, plugin_id: &str, key: &str, value: &[u8], quota: u64)
-    -> Result<(), StorageError>;
+    async fn set(
+        &self,
+        tenant_id: &str,
+        plugin_id: &str,
+        key: &str,
+        value: &[u8],
+        quota: u64,
+    ) -> Result<(), StorageError>;
     /// Removes `key`; whether it existed.
     async fn delete(&self, tenant_id: &str, plugin_id: &str, key: &str) -> Result<bool, StorageError>;
     /// Whether `key` exists.
@@ -69,7 +75,10 @@ pub struct FsStorage {
 impl FsStorage {
     /// Storage under `root`.
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        Self { root: root.into(), writes: Mutex::new(()) }
+        Self {
+            root: root.into(),
+            writes: Mutex::new(()),
+        }
     }
 
     fn dir(&self, tenant_id: &str, plugin_id: &str) -> PathBuf {
@@ -134,7 +143,9 @@ impl PluginStorage for FsStorage {
     }
 
     async fn exists(&self, tenant_id: &str, plugin_id: &str, key: &str) -> Result<bool, StorageError> {
-        Ok(tokio::fs::try_exists(self.path(tenant_id, plugin_id, key)?).await.map_err(backend)?)
+        Ok(tokio::fs::try_exists(self.path(tenant_id, plugin_id, key)?)
+            .await
+            .map_err(backend)?)
     }
 }
 
@@ -213,7 +224,9 @@ pub(crate) async fn answer(
     match kind {
         "storage" => {
             let Some(quota) = caller.storage_quota else {
-                send(error("permission denied, you need to enable storage access in plugin manifest".into()));
+                send(error(
+                    "permission denied, you need to enable storage access in plugin manifest".into(),
+                ));
                 return;
             };
             let Some(storage) = &backwards.storage else {
@@ -227,7 +240,9 @@ pub(crate) async fn answer(
         }
         "tool" => {
             if !caller.tool_permission {
-                send(error("permission denied, you need to enable tool access in plugin manifest".into()));
+                send(error(
+                    "permission denied, you need to enable tool access in plugin manifest".into(),
+                ));
                 return;
             }
             let Some(tools) = &backwards.tools else {
@@ -241,7 +256,11 @@ pub(crate) async fn answer(
                 tool_type: s("tool_type"),
                 provider: s("provider"),
                 tool: s("tool"),
-                parameters: request.get("tool_parameters").and_then(Value::as_object).cloned().unwrap_or_default(),
+                parameters: request
+                    .get("tool_parameters")
+                    .and_then(Value::as_object)
+                    .cloned()
+                    .unwrap_or_default(),
                 credential_id: request.get("credential_id").and_then(Value::as_str).map(str::to_owned),
             };
             match tools.invoke(call).await {
@@ -267,7 +286,12 @@ pub(crate) async fn answer(
     }
 }
 
-async fn storage_call(storage: &dyn PluginStorage, caller: &Caller, quota: u64, request: &Value) -> Result<Value, String> {
+async fn storage_call(
+    storage: &dyn PluginStorage,
+    caller: &Caller,
+    quota: u64,
+    request: &Value,
+) -> Result<Value, String> {
     let key = request.get("key").and_then(Value::as_str).unwrap_or_default();
     let (t, p) = (caller.tenant_id.as_str(), caller.plugin_id.as_str());
     let e = |e: StorageError| e.to_string();
@@ -307,11 +331,17 @@ mod tests {
         assert!(s.exists("t", "a/b", "k1").await.unwrap());
         // Replacing a value does not count the old one.
         s.set("t", "a/b", "k1", b"0123456789", 10).await.unwrap();
-        assert!(matches!(s.set("t", "a/b", "k2", b"x", 10).await, Err(StorageError::Quota { .. })));
+        assert!(matches!(
+            s.set("t", "a/b", "k2", b"x", 10).await,
+            Err(StorageError::Quota { .. })
+        ));
         // Other tenants are separate.
         assert_eq!(s.get("u", "a/b", "k1").await.unwrap(), None);
         assert!(s.delete("t", "a/b", "k1").await.unwrap());
         assert!(!s.exists("t", "a/b", "k1").await.unwrap());
-        assert!(matches!(s.get("t", "a/b", "../x").await, Err(StorageError::InvalidKey(_))));
+        assert!(matches!(
+            s.get("t", "a/b", "../x").await,
+            Err(StorageError::InvalidKey(_))
+        ));
     }
 }

@@ -1,9 +1,10 @@
 //! Python environments: one working folder per unique identifier, a `.venv` made with `uv`, a marker of a valid
 //! environment that later starts reuse.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use tokio::io::AsyncReadExt;
@@ -63,6 +64,9 @@ impl Environments {
         let manifest = &package.manifest;
         let uid = &package.unique_identifier;
         let dir = self.config.working_path.join(uid.working_dir_name());
+        // One preparation per folder at a time, across every runtime in this process.
+        let lock = folder_lock(&dir);
+        let _guard = lock.lock().await;
         let permissions = manifest.resource.permission.clone().unwrap_or_default();
         let mut prepared = PreparedPlugin {
             unique_identifier: uid.as_str().to_owned(),
@@ -85,7 +89,9 @@ impl Environments {
             return Ok(prepared);
         }
         if dir.exists() {
-            tokio::fs::remove_dir_all(&dir).await.map_err(|e| EnvError::io(&dir, e))?;
+            tokio::fs::remove_dir_all(&dir)
+                .await
+                .map_err(|e| EnvError::io(&dir, e))?;
         }
         unpack(package, &dir).await?;
         let (interpreter, warning) = find_python(&self.config, &manifest.meta.runner.version)?;
@@ -105,7 +111,9 @@ impl Environments {
         .await?;
         let mut install = Command::new(&uv);
         let bundled = dir.join("wheels");
-        if dir.join("pyproject.toml").is_file() && !(self.config.pip_mirror_url.is_some() && dir.join("requirements.txt").is_file()) {
+        if dir.join("pyproject.toml").is_file()
+            && !(self.config.pip_mirror_url.is_some() && dir.join("requirements.txt").is_file())
+        {
             install.args(["sync", "--no-dev", "--no-python-downloads"]);
             if dir.join("uv.lock").is_file() {
                 install.arg("--frozen");
@@ -121,12 +129,20 @@ impl Environments {
             ));
         }
         if bundled.is_dir() {
-            install.arg("--offline").arg("--no-index").arg("--find-links").arg(&bundled);
+            install
+                .arg("--offline")
+                .arg("--no-index")
+                .arg("--find-links")
+                .arg(&bundled);
         } else if let Some(mirror) = &self.config.pip_mirror_url {
             install.arg("--index-url").arg(mirror);
         }
-        self.step("installing the plugin's dependencies", &dir, install.env("VIRTUAL_ENV", &venv))
-            .await?;
+        self.step(
+            "installing the plugin's dependencies",
+            &dir,
+            install.env("VIRTUAL_ENV", &venv),
+        )
+        .await?;
         self.step(
             "importing dify_plugin",
             &dir,
@@ -135,7 +151,9 @@ impl Environments {
         .await?;
         let marker = dir.join(MARKER);
         if let Some(parent) = marker.parent() {
-            tokio::fs::create_dir_all(parent).await.map_err(|e| EnvError::io(parent, e))?;
+            tokio::fs::create_dir_all(parent)
+                .await
+                .map_err(|e| EnvError::io(parent, e))?;
         }
         let stamp = serde_json::json!({"timestamp": std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -231,11 +249,15 @@ impl Environments {
                 command.env(name, v);
             }
         }
-        let mut child = command
-            .spawn()
-            .map_err(|e| EnvError::Step { step: what.into(), detail: format!("could not start: {e}") })?;
+        let mut child = command.spawn().map_err(|e| EnvError::Step {
+            step: what.into(),
+            detail: format!("could not start: {e}"),
+        })?;
         let (Some(mut out), Some(mut err)) = (child.stdout.take(), child.stderr.take()) else {
-            return Err(EnvError::Step { step: what.into(), detail: "no output pipes".into() });
+            return Err(EnvError::Step {
+                step: what.into(),
+                detail: "no output pipes".into(),
+            });
         };
         let mut tail = Tail::new(TAIL_BYTES);
         let (mut out_buf, mut err_buf) = ([0u8; 4096], [0u8; 4096]);
@@ -272,10 +294,10 @@ impl Environments {
                 Ok((false, Ok(n))) => tail.push(&err_buf[..n]),
             }
         }
-        let status = child
-            .wait()
-            .await
-            .map_err(|e| EnvError::Step { step: what.into(), detail: e.to_string() })?;
+        let status = child.wait().await.map_err(|e| EnvError::Step {
+            step: what.into(),
+            detail: e.to_string(),
+        })?;
         if status.success() {
             Ok(())
         } else {
@@ -287,6 +309,13 @@ impl Environments {
     }
 }
 
+fn folder_lock(dir: &Path) -> Arc<tokio::sync::Mutex<()>> {
+    static LOCKS: LazyLock<std::sync::Mutex<HashMap<PathBuf, Arc<tokio::sync::Mutex<()>>>>> =
+        LazyLock::new(Default::default);
+    let mut locks = LOCKS.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    Arc::clone(locks.entry(dir.to_owned()).or_default())
+}
+
 /// A bounded tail of bytes.
 #[derive(Debug)]
 pub(crate) struct Tail {
@@ -296,11 +325,18 @@ pub(crate) struct Tail {
 
 impl Tail {
     pub(crate) fn new(limit: usize) -> Self {
-        Self { bytes: VecDeque::with_capacity(limit), limit }
+        Self {
+            bytes: VecDeque::with_capacity(limit),
+            limit,
+        }
     }
 
     pub(crate) fn push(&mut self, data: &[u8]) {
-        let data = if data.len() > self.limit { &data[data.len() - self.limit..] } else { data };
+        let data = if data.len() > self.limit {
+            &data[data.len() - self.limit..]
+        } else {
+            data
+        };
         let overflow = (self.bytes.len() + data.len()).saturating_sub(self.limit);
         self.bytes.drain(..overflow);
         self.bytes.extend(data);
@@ -341,18 +377,31 @@ fn valid_entrypoint(s: &str) -> bool {
 async fn unpack(package: &PluginPackage, dir: &Path) -> Result<(), EnvError> {
     for file in package.files() {
         let relative = Path::new(&file.path);
-        if relative.is_absolute() || relative.components().any(|c| !matches!(c, std::path::Component::Normal(_))) {
-            return Err(EnvError::Invalid(format!("package entry `{}` escapes the working folder", file.path)));
+        if relative.is_absolute()
+            || relative
+                .components()
+                .any(|c| !matches!(c, std::path::Component::Normal(_)))
+        {
+            return Err(EnvError::Invalid(format!(
+                "package entry `{}` escapes the working folder",
+                file.path
+            )));
         }
         let path = dir.join(relative);
         if let Some(parent) = path.parent() {
-            tokio::fs::create_dir_all(parent).await.map_err(|e| EnvError::io(parent, e))?;
+            tokio::fs::create_dir_all(parent)
+                .await
+                .map_err(|e| EnvError::io(parent, e))?;
         }
-        tokio::fs::write(&path, &file.content).await.map_err(|e| EnvError::io(&path, e))?;
+        tokio::fs::write(&path, &file.content)
+            .await
+            .map_err(|e| EnvError::io(&path, e))?;
     }
     // The SDK scans `_assets/` at load and exits when it is missing.
     let assets = dir.join("_assets");
-    tokio::fs::create_dir_all(&assets).await.map_err(|e| EnvError::io(&assets, e))?;
+    tokio::fs::create_dir_all(&assets)
+        .await
+        .map_err(|e| EnvError::io(&assets, e))?;
     Ok(())
 }
 
@@ -361,7 +410,11 @@ fn extract_uv(wheel: &Path, target: &Path) -> Result<(), EnvError> {
     let file = std::fs::File::open(wheel).map_err(|e| EnvError::io(wheel, e))?;
     let mut archive = zip::ZipArchive::new(file).map_err(|e| bad(e.to_string()))?;
     let index = (0..archive.len())
-        .find(|&i| archive.by_index(i).is_ok_and(|e| e.name().is_ok_and(|n| n.ends_with(".data/scripts/uv"))))
+        .find(|&i| {
+            archive
+                .by_index(i)
+                .is_ok_and(|e| e.name().is_ok_and(|n| n.ends_with(".data/scripts/uv")))
+        })
         .ok_or_else(|| bad("no .data/scripts/uv inside".into()))?;
     let mut entry = archive.by_index(index).map_err(|e| bad(e.to_string()))?;
     if let Some(parent) = target.parent() {
@@ -372,7 +425,8 @@ fn extract_uv(wheel: &Path, target: &Path) -> Result<(), EnvError> {
     std::io::copy(&mut entry, &mut out).map_err(|e| EnvError::io(&partial, e))?;
     drop(out);
     use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&partial, std::fs::Permissions::from_mode(0o755)).map_err(|e| EnvError::io(&partial, e))?;
+    std::fs::set_permissions(&partial, std::fs::Permissions::from_mode(0o755))
+        .map_err(|e| EnvError::io(&partial, e))?;
     std::fs::rename(&partial, target).map_err(|e| EnvError::io(target, e))?;
     Ok(())
 }
@@ -426,7 +480,9 @@ pub fn find_python(config: &RuntimeConfig, wanted: &str) -> Result<(PathBuf, Opt
         if let Ok(entries) = std::fs::read_dir(&root) {
             for entry in entries.filter_map(Result::ok) {
                 let name = entry.file_name();
-                let Some(v) = name.to_str().and_then(parse_version) else { continue };
+                let Some(v) = name.to_str().and_then(parse_version) else {
+                    continue;
+                };
                 let bin = entry.path().join(format!("bin/python{}.{}", v.0, v.1));
                 if bin.is_file() {
                     candidates.push((v, bin));

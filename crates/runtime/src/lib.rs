@@ -1,11 +1,29 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
-//! The local plugin runtime (work in progress).
+//! The local plugin runtime: runs unmodified Dify plugins (Python, `dify_plugin` SDK) as supervised child processes
+//! speaking the SDK's stdio protocol.
+//!
+//! What this crate owns:
+//! - [`env`]: a working folder per unique identifier (`PLUGIN_WORKING_PATH/<author>/<name>-<version>@<checksum>`),
+//!   a `.venv` made with `uv` (downloaded from PyPI when absent, `UV_PATH` honoured, one shared uv cache), the
+//!   interpreter `meta.runner.version` asks for, `requirements.txt` or `pyproject.toml` + `uv.lock`, bundled wheels,
+//!   `PIP_MIRROR_URL`, `PYTHON_ENV_INIT_TIMEOUT`, and a validity marker reused after restarts;
+//! - [`PluginRuntime`]: lazy start, readiness by first heartbeat, restart with backoff after crashes, idle stop;
+//! - [`Session`]: one request's answer stream, multiplexed by `session_id`; dropping it cancels the session (the
+//!   plugin is killed and restarted if it keeps working on cancelled sessions while it has nothing else to do);
+//! - [`protocol`]: the NDJSON codec;
+//! - [`backwards`]: storage KV with quotas, tool calls into the host's catalog ([`backwards::ToolCatalog`]).
 
 pub mod backwards;
 mod config;
 pub mod env;
 mod error;
+mod process;
 pub mod protocol;
+mod runtime;
 
+pub use backwards::{Backwards, BackwardsToolCall, FsStorage, PluginStorage, StorageError, ToolCatalog};
 pub use config::{DEFAULT_MAX_LINE_BYTES, RuntimeConfig};
 pub use error::{EnvError, RuntimeError};
+pub use process::{Session, SessionError};
+pub use protocol::{InvokeRequest, PluginError};
+pub use runtime::{InstallReport, PluginRuntime, PluginStatus};

@@ -63,7 +63,13 @@ pub fn request_line(session_id: &str, request: &InvokeRequest) -> Vec<u8> {
 }
 
 /// A `backwards_response` line: `event` is `response`, `error` or `end`.
-pub fn backwards_line(session_id: &str, backwards_request_id: &str, event: &str, message: &str, data: Value) -> Vec<u8> {
+pub fn backwards_line(
+    session_id: &str,
+    backwards_request_id: &str,
+    event: &str,
+    message: &str,
+    data: Value,
+) -> Vec<u8> {
     let data = serde_json::json!({
         "backwards_request_id": backwards_request_id,
         "event": event,
@@ -158,12 +164,20 @@ pub fn parse_line(line: &[u8]) -> PluginEvent {
         Some("heartbeat") => PluginEvent::Heartbeat,
         Some("log") => PluginEvent::Log {
             level: data.get("level").and_then(Value::as_str).unwrap_or("INFO").to_owned(),
-            message: data.get("message").and_then(Value::as_str).unwrap_or_default().to_owned(),
+            message: data
+                .get("message")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned(),
         },
         Some("error") => {
             let text = match &data {
                 Value::String(s) => s.clone(),
-                other => other.get("error").and_then(Value::as_str).map(str::to_owned).unwrap_or_else(|| other.to_string()),
+                other => other
+                    .get("error")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| other.to_string()),
             };
             match object.get("session_id").and_then(Value::as_str) {
                 Some(id) => PluginEvent::Session {
@@ -208,7 +222,10 @@ pub fn parse_line(line: &[u8]) -> PluginEvent {
                     args: Value::Null,
                 }),
             };
-            PluginEvent::Session { session_id: session_id.to_owned(), message }
+            PluginEvent::Session {
+                session_id: session_id.to_owned(),
+                message,
+            }
         }
         _ => PluginEvent::Other,
     }
@@ -218,7 +235,11 @@ pub fn parse_line(line: &[u8]) -> PluginEvent {
 pub fn sniff_session_id(prefix: &[u8]) -> Option<String> {
     let text = String::from_utf8_lossy(prefix);
     let start = text.find("\"session_id\"")? + "\"session_id\"".len();
-    let rest = text[start..].trim_start().strip_prefix(':')?.trim_start().strip_prefix('"')?;
+    let rest = text[start..]
+        .trim_start()
+        .strip_prefix(':')?
+        .trim_start()
+        .strip_prefix('"')?;
     let end = rest.find('"')?;
     Some(rest[..end].to_owned())
 }
@@ -229,11 +250,19 @@ mod tests {
 
     #[test]
     fn parses_the_observed_lines() {
-        assert_eq!(parse_line(br#"{"event":"heartbeat","session_id":null,"data":{}}"#), PluginEvent::Heartbeat);
-        assert_eq!(parse_line(br#"{"version":"0.0.1","type":"plugin","author":"probe"}"#), PluginEvent::Other);
+        assert_eq!(
+            parse_line(br#"{"event":"heartbeat","session_id":null,"data":{}}"#),
+            PluginEvent::Heartbeat
+        );
+        assert_eq!(
+            parse_line(br#"{"version":"0.0.1","type":"plugin","author":"probe"}"#),
+            PluginEvent::Other
+        );
         assert_eq!(parse_line(b"not json"), PluginEvent::Other);
         assert!(matches!(
-            parse_line(br#"{"event": "log", "data": {"level": "INFO", "message": "Installed tool: probe", "timestamp": 1.0}}"#),
+            parse_line(
+                br#"{"event": "log", "data": {"level": "INFO", "message": "Installed tool: probe", "timestamp": 1.0}}"#
+            ),
             PluginEvent::Log { .. }
         ));
         let PluginEvent::Session { session_id, message: SessionMessage::Error(e) } = parse_line(
@@ -241,7 +270,10 @@ mod tests {
         ) else {
             panic!("not an error")
         };
-        assert_eq!((session_id.as_str(), e.error_type.as_str(), e.message.as_str()), ("s", "ValueError", "boom"));
+        assert_eq!(
+            (session_id.as_str(), e.error_type.as_str(), e.message.as_str()),
+            ("s", "ValueError", "boom")
+        );
         let PluginEvent::Session { message: SessionMessage::Invoke { kind, backwards_request_id, .. }, .. } = parse_line(
             br#"{"event":"session","session_id":"s","data":{"type":"invoke","data":{"type":"storage","backwards_request_id":"b1","request":{"opt":"get","key":"k"}}}}"#,
         ) else {
@@ -252,7 +284,10 @@ mod tests {
 
     #[test]
     fn sniffs_session_ids() {
-        assert_eq!(sniff_session_id(br#"{"event":"session","session_id":"abc","data":{"ty"#), Some("abc".into()));
+        assert_eq!(
+            sniff_session_id(br#"{"event":"session","session_id":"abc","data":{"ty"#),
+            Some("abc".into())
+        );
         assert_eq!(sniff_session_id(br#"{"event":"session","#), None);
     }
 
@@ -260,13 +295,16 @@ mod tests {
     fn request_lines_merge_data() {
         let mut payload = Map::new();
         payload.insert("provider".into(), "p".into());
-        let line = request_line("s1", &InvokeRequest {
-            user_id: "u".into(),
-            access_type: "tool".into(),
-            action: "invoke_tool".into(),
-            payload,
-            ..Default::default()
-        });
+        let line = request_line(
+            "s1",
+            &InvokeRequest {
+                user_id: "u".into(),
+                access_type: "tool".into(),
+                action: "invoke_tool".into(),
+                payload,
+                ..Default::default()
+            },
+        );
         assert_eq!(line.last(), Some(&b'\n'));
         let v: Value = serde_json::from_slice(&line).unwrap();
         assert_eq!(v["data"]["provider"], "p");
