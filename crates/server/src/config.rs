@@ -140,6 +140,16 @@ pub struct ServerConfig {
     pub tool_positions: Positions,
     /// `POSITION_PROVIDER_PINS|INCLUDES|EXCLUDES`.
     pub provider_positions: Positions,
+    /// `FILES_URL`: base of signed tool-file URLs handed to outside callers; `CONSOLE_API_URL` when unset (Dify's
+    /// alias).
+    pub files_url: String,
+    /// `INTERNAL_FILES_URL`: base of signed tool-file URLs used inside the deployment; `FILES_URL` when unset.
+    pub internal_files_url: String,
+    /// `FILES_ACCESS_TIMEOUT` (s), default 300: how long a signed tool-file URL stays valid.
+    pub files_access_timeout: Duration,
+    /// `CONSOLE_WEB_URL`: where the OAuth callback redirects the browser (`{CONSOLE_WEB_URL}/oauth-callback`);
+    /// `CONSOLE_API_URL` when unset.
+    pub console_web_url: String,
 }
 
 impl ServerConfig {
@@ -183,7 +193,26 @@ impl ServerConfig {
             let get = |suffix: &str| settings.get(&format!("{prefix}_{suffix}")).unwrap_or("").to_owned();
             Positions::new(&get("PINS"), &get("INCLUDES"), &get("EXCLUDES"), order)
         };
+        let files_url = settings
+            .get("FILES_URL")
+            .map(|u| u.trim_end_matches('/').to_owned())
+            .unwrap_or_else(|| console_api_url.clone());
+        let internal_files_url = settings
+            .get("INTERNAL_FILES_URL")
+            .map(|u| u.trim_end_matches('/').to_owned())
+            .unwrap_or_else(|| files_url.clone());
+        let console_web_url = settings
+            .get("CONSOLE_WEB_URL")
+            .map(|u| u.trim_end_matches('/').to_owned())
+            .unwrap_or_else(|| console_api_url.clone());
         Ok(Self {
+            files_url,
+            internal_files_url,
+            files_access_timeout: settings.seconds(
+                "FILES_ACCESS_TIMEOUT",
+                Duration::from_secs(toolplane_secrets::DEFAULT_FILES_ACCESS_TIMEOUT_SECS),
+            )?,
+            console_web_url,
             bind,
             data_dir,
             database_url,

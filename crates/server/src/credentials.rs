@@ -14,6 +14,7 @@ use toolplane_secrets::{decrypt_fields, encrypt_fields, mask_credentials, merge_
 use toolplane_store::{BuiltinCredentialRecord, BuiltinCredentialUpdate, NewBuiltinCredential, Store};
 
 use crate::error::ApiError;
+use crate::oauth::OAuth;
 use crate::tenant_keys::TenantKeys;
 
 /// Dify's cap on credentials per provider and tenant.
@@ -36,12 +37,62 @@ pub struct CredentialView {
 pub struct Credentials {
     store: Store,
     keys: Arc<TenantKeys>,
+    /// Refreshes expiring `oauth2` credentials when a runtime resolves them.
+    oauth: Option<Arc<OAuth>>,
 }
 
 impl Credentials {
     /// A credential service over the store and the tenant keys.
     pub fn new(store: Store, keys: Arc<TenantKeys>) -> Self {
-        Self { store, keys }
+        Self {
+            store,
+            keys,
+            oauth: None,
+        }
+    }
+
+    /// Like [`Self::new`], refreshing `oauth2` credentials through `oauth` 60 s before they expire.
+    pub fn with_oauth(store: Store, keys: Arc<TenantKeys>, oauth: Arc<OAuth>) -> Self {
+        Self {
+            store,
+            keys,
+            oauth: Some(oauth),
+        }
+    }
+
+    /// Stores the tokens of a completed OAuth authorization as a new `oauth2` credential named `AUTH n`.
+    pub async fn add_oauth(
+        &self,
+        tenant_id: &str,
+        user_id: &str,
+        provider: &dyn ToolProvider,
+        credentials: Map<String, Value>,
+        expires_at: i64,
+    ) -> Result<CredentialView, ApiError> {
+        let repo = self.store.builtin_credentials();
+        let existing = repo.list(tenant_id, provider.id()).await?;
+        if existing.len() as i64 >= MAX_CREDENTIALS_PER_PROVIDER {
+            return Err(ApiError::invalid(format!(
+                "you have reached the maximum number of providers for {}",
+                provider.id()
+            )));
+        }
+        let kind = CredentialType::OAuth2;
+        let schema = provider.entity().credentials_schema_for(kind);
+        let encrypted = self.encrypt(tenant_id, schema, &credentials).await?;
+        let row = repo
+            .insert(&NewBuiltinCredential {
+                tenant_id: tenant_id.to_owned(),
+                user_id: user_id.to_owned(),
+                provider: provider.id().to_owned(),
+                name: next_default_name(kind, &existing),
+                encrypted_credentials: Value::Object(encrypted),
+                credential_type: kind.as_str().to_owned(),
+                expires_at,
+                is_default: existing.is_empty(),
+            })
+            .await?;
+        self.view(tenant_id, provider, row).await
     }
 
     /// Every credential of the provider, default first, secrets masked.
@@ -278,10 +329,28 @@ impl CredentialStore for Credentials {
         let Some(row) = row else { return Ok(None) };
         let kind = row_type(&row).map_err(|e| ToolError::Internal(e.message))?;
         let schema = provider.entity().credentials_schema_for(kind);
-        let credentials = self
+        let mut credentials = self
             .decrypt_row(tenant_id, schema, &row)
             .await
             .map_err(|e| ToolError::Internal(e.message))?;
+        if kind == CredentialType::OAuth2
+            && OAuth::needs_refresh(row.expires_at)
+            && let Some(oauth) = &self.oauth
+        {
+            // Refresh before expiry (Dify: 60 s margin) and save the new tokens.
+            let tokens = oauth.refresh(tenant_id, provider, &credentials).await?;
+            let encrypted = self
+                .encrypt(tenant_id, schema, &tokens.credentials)
+                .await
+                .map_err(|e| ToolError::Internal(e.message))?;
+            let update = BuiltinCredentialUpdate {
+                encrypted_credentials: Some(Value::Object(encrypted)),
+                expires_at: Some(tokens.expires_at),
+                ..BuiltinCredentialUpdate::default()
+            };
+            repo.update(tenant_id, &row.id, &update).await.map_err(internal)?;
+            credentials = tokens.credentials;
+        }
         Ok(Some(ResolvedCredential {
             id: row.id,
             credential_type: kind,

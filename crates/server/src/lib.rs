@@ -13,10 +13,13 @@ pub mod auth;
 pub mod config;
 pub mod credentials;
 pub mod error;
+pub mod extensions;
 pub mod json;
+pub mod oauth;
 pub mod routes;
 pub mod state;
 pub mod tenant_keys;
+pub mod tool_files;
 
 use std::future::Future;
 
@@ -43,6 +46,7 @@ pub fn router(state: AppState) -> axum::Router {
         .route("/health", get(health))
         .nest("/console/api", routes::console::router())
         .nest("/v1", routes::v1::router())
+        .route("/files/tools/{file}", get(tool_files::download))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(TimeoutLayer::with_status_code(

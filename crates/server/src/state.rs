@@ -13,6 +13,7 @@ use crate::config::ServerConfig;
 use crate::credentials::Credentials;
 use crate::error::ApiError;
 use crate::tenant_keys::TenantKeys;
+use crate::tool_files::ToolFileManager;
 
 /// Name of the tenant created on first start.
 pub const DEFAULT_TENANT_NAME: &str = "default";
@@ -33,6 +34,12 @@ pub struct AppState {
     pub key_cache: Arc<KeyCache>,
     /// The Dify-compatible plugin daemon, when it runs beside the console (`/plugin/...` routes).
     pub daemon: Option<DaemonState>,
+    /// Tool files: storage, signed URLs and the message transformer.
+    pub tool_files: Arc<ToolFileManager>,
+    /// API-based extensions (console CRUD and the requestor).
+    pub extensions: Arc<crate::extensions::Extensions>,
+    /// OAuth clients and flows of tool providers.
+    pub oauth: Arc<crate::oauth::OAuth>,
 }
 
 /// Everything [`AppState::from_parts`] wires together.
@@ -86,7 +93,28 @@ impl AppState {
             daemon,
         } = parts;
         let keys = Arc::new(TenantKeys::new(store.clone(), blobs.clone()));
-        let credentials = Arc::new(Credentials::new(store.clone(), keys.clone()));
+        let oauth = Arc::new(crate::oauth::OAuth::new(
+            store.clone(),
+            keys.clone(),
+            &config.secret_key,
+            &config.console_api_url,
+            net.clone(),
+        ));
+        let credentials = Arc::new(Credentials::with_oauth(store.clone(), keys.clone(), oauth.clone()));
+        let extensions = Arc::new(crate::extensions::Extensions::new(
+            store.clone(),
+            keys.clone(),
+            net.clone(),
+        ));
+        let tool_files = Arc::new(ToolFileManager::new(
+            store.clone(),
+            blobs.clone(),
+            &config.secret_key,
+            &config.files_url,
+            &config.internal_files_url,
+            config.files_access_timeout,
+            net.clone(),
+        ));
         let api_tools = Arc::new(ApiTools::new(store.clone(), keys.clone(), net));
         let mut sources: Vec<Arc<dyn ProviderSource>> = vec![
             Arc::new(StaticSource::new(ToolProviderType::Builtin, builtin)),
@@ -111,6 +139,9 @@ impl AppState {
             api_tools,
             key_cache: Arc::new(KeyCache::default()),
             daemon,
+            tool_files,
+            extensions,
+            oauth,
         }
     }
 

@@ -295,8 +295,8 @@ async fn console_shapes_match_dify() {
         .iter()
         .map(|p| p["id"].as_str().unwrap())
         .collect();
-    assert_eq!(&ids[..2], &["time", "webscraper"], "Dify's position file order");
-    let time = &providers[0];
+    assert_eq!(&ids[..3], &["code", "time", "webscraper"], "Dify's position file order");
+    let time = &providers[1];
     for key in [
         "id",
         "author",

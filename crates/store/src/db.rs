@@ -199,6 +199,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../migrations/postgres/0003_api_providers.sql"),
     ),
     (
+        4,
+        "oauth_and_extensions",
+        include_str!("../migrations/sqlite/0004_oauth_and_extensions.sql"),
+        include_str!("../migrations/postgres/0004_oauth_and_extensions.sql"),
+    ),
+    (
         6,
         "workflows",
         include_str!("../migrations/sqlite/0006_workflows.sql"),

@@ -70,6 +70,7 @@ pub use blob::{BlobConfig, BlobError, BlobReader, BlobStore, BlobWriter, PutStre
 pub use db::{Backend, DEFAULT_SQLITE_FILE, Store, StoreOptions, new_id};
 pub use error::StoreError;
 pub use repo::accounts::{ACCOUNT_ROLES, AccountRecord, Accounts};
+pub use repo::api_based_extensions::{ApiBasedExtensionRecord, ApiBasedExtensions};
 pub use repo::api_keys::{ApiKeyRecord, ApiKeys};
 pub use repo::api_providers::{ApiProviderFields, ApiProviderRecord, ApiProviders};
 pub use repo::builtin_credentials::{
@@ -77,6 +78,7 @@ pub use repo::builtin_credentials::{
     CREDENTIAL_TYPE_OAUTH2, NEVER_EXPIRES, NewBuiltinCredential,
 };
 pub use repo::labels::{LabelBinding, Labels};
+pub use repo::oauth_clients::{OAuthClients, SystemOAuthClientRecord, TenantOAuthClientRecord};
 pub use repo::settings::Settings;
 pub use repo::tenants::{TenantRecord, Tenants};
 pub use repo::tool_files::{NewToolFile, ToolFileRecord, ToolFiles};

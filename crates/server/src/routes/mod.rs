@@ -2,4 +2,6 @@
 
 pub mod api_tools;
 pub mod console;
+pub mod extensions;
+pub mod oauth;
 pub mod v1;

@@ -28,6 +28,7 @@ pub fn router() -> axum::Router<AppState> {
         .route("/tenants/{tenant_id}/keys", get(list_keys).post(create_key))
         .route("/tenants/{tenant_id}/rotate-key", post(rotate_key))
         .route("/openapi.json", get(openapi))
+        .merge(super::extensions::v1_router())
 }
 
 /// The OpenAPI document of toolplane's own API.
@@ -85,6 +86,13 @@ async fn invoke(
     tracing::debug!(tenant = %caller.tenant_id, provider = %request.provider_id, tool = %request.tool, "invoke");
     // Parameter errors surface here, before any output, so they become a 4xx even when streaming.
     let stream = toolplane_core::invoke(resolved.tool, runtime, request.parameters, options).await?;
+    // Blobs and image URLs become tool files with `/files/tools/...` links (Dify's ToolFileMessageTransformer).
+    let owner = crate::tool_files::FileOwner {
+        tenant_id: caller.tenant_id.clone(),
+        user_id: caller.user_id.clone(),
+        conversation_id: None,
+    };
+    let stream = state.tool_files.clone().transform(owner, stream);
     if !wants_sse {
         let messages = collect_messages(stream).await?;
         return Ok(Json(json!({"messages": messages})).into_response());

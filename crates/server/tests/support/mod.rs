@@ -63,6 +63,8 @@ pub struct Options {
     pub extra: Vec<(&'static str, String)>,
     /// Run the plugin daemon beside the console, as `toolplane serve` does.
     pub daemon: bool,
+    /// Extra builtin providers for this test.
+    pub providers: Vec<Arc<dyn ToolProvider>>,
 }
 
 impl Default for Options {
@@ -72,6 +74,7 @@ impl Default for Options {
             allow_loopback: true,
             extra: Vec::new(),
             daemon: false,
+            providers: Vec::new(),
         }
     }
 }
@@ -120,6 +123,7 @@ impl TestServer {
         let client = SafeClient::new(net.clone()).unwrap();
         let mut providers = toolplane_builtin::providers(client);
         providers.push(Arc::new(KeyedProvider::new()));
+        providers.extend(options.providers);
         let daemon = if options.daemon {
             let mut daemon_config = toolplane_daemon::DaemonConfig::new(
                 DAEMON_KEY,
@@ -368,5 +372,130 @@ impl Tool for WhoAmI {
         );
         let repeat = parameters.get("repeat").and_then(Value::as_u64).unwrap_or(1);
         Ok(futures::stream::iter((0..repeat).map(move |_| Ok(ToolInvokeMessage::text(text.clone())))).boxed())
+    }
+}
+
+/// A provider whose `emit` tool yields file-like messages, for the tool-file transformer: `kind` is `blob`
+/// (`data` as bytes with `mime`/`filename`), `chunks` (`data` split into `chunk_size`-byte blob chunks),
+/// `image` (the URL in `data`) or `json`.
+pub struct FilesProvider {
+    entity: ToolProviderEntity,
+    tool: Arc<dyn Tool>,
+}
+
+impl FilesProvider {
+    pub fn new() -> Self {
+        let entity = ToolProviderEntity {
+            identity: ToolProviderIdentity {
+                author: "tests".into(),
+                name: "files".into(),
+                description: I18nObject::new("Emits files"),
+                icon: "icon.svg".into(),
+                icon_dark: None,
+                label: I18nObject::new("Files"),
+                tags: vec![],
+            },
+            plugin_id: None,
+            credentials_schema: vec![],
+            oauth_schema: None,
+        };
+        let string = |name: &str| ToolParameter::new(name, ToolParameterType::String, ToolParameterForm::Llm);
+        let tool = Arc::new(Emit {
+            entity: ToolEntity {
+                identity: ToolIdentity {
+                    author: "tests".into(),
+                    name: "emit".into(),
+                    label: I18nObject::new("Emit"),
+                    provider: "files".into(),
+                    icon: None,
+                },
+                parameters: vec![
+                    string("kind").required(),
+                    string("data"),
+                    string("mime"),
+                    string("filename"),
+                    ToolParameter::new("chunk_size", ToolParameterType::Number, ToolParameterForm::Llm)
+                        .default_value(3),
+                ],
+                description: None,
+                output_schema: Map::new(),
+                has_runtime_parameters: false,
+            },
+        });
+        Self { entity, tool }
+    }
+}
+
+#[async_trait]
+impl ToolProvider for FilesProvider {
+    fn provider_type(&self) -> ToolProviderType {
+        ToolProviderType::Builtin
+    }
+    fn id(&self) -> &str {
+        "files"
+    }
+    fn entity(&self) -> &ToolProviderEntity {
+        &self.entity
+    }
+    async fn tools(&self) -> Result<Vec<Arc<dyn Tool>>, ToolError> {
+        Ok(vec![self.tool.clone()])
+    }
+}
+
+struct Emit {
+    entity: ToolEntity,
+}
+
+#[async_trait]
+impl Tool for Emit {
+    fn entity(&self) -> &ToolEntity {
+        &self.entity
+    }
+    async fn invoke(
+        &self,
+        _runtime: ToolRuntime,
+        parameters: Map<String, Value>,
+        _cancel: CancellationToken,
+    ) -> Result<MessageStream, ToolError> {
+        let text = |name: &str| {
+            parameters
+                .get(name)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned()
+        };
+        let data = text("data");
+        let mime = Some(text("mime"))
+            .filter(|m| !m.is_empty())
+            .unwrap_or("application/octet-stream".into());
+        let filename = Some(text("filename")).filter(|f| !f.is_empty());
+        let messages: Vec<ToolInvokeMessage> = match text("kind").as_str() {
+            "blob" => vec![ToolInvokeMessage::blob(data.into_bytes(), &mime, filename.as_deref())],
+            "chunks" => {
+                let size = parameters.get("chunk_size").and_then(Value::as_u64).unwrap_or(3).max(1) as usize;
+                let bytes = data.into_bytes();
+                let pieces: Vec<&[u8]> = bytes.chunks(size).collect();
+                let count = pieces.len();
+                let mut meta = Map::new();
+                meta.insert("mime_type".into(), json!(mime));
+                pieces
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, piece)| ToolInvokeMessage {
+                        payload: toolplane_core::MessagePayload::BlobChunk(toolplane_core::BlobChunkMessage {
+                            id: "c1".into(),
+                            sequence: i as u64,
+                            total_length: bytes.len() as u64,
+                            blob: piece.to_vec(),
+                            end: i + 1 == count,
+                        }),
+                        meta: Some(meta.clone()),
+                    })
+                    .collect()
+            }
+            "image" => vec![ToolInvokeMessage::image(data)],
+            _ => vec![ToolInvokeMessage::json(json!({"data": data}))],
+        };
+        Ok(futures::stream::iter(messages.into_iter().map(Ok)).boxed())
     }
 }

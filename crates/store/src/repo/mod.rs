@@ -4,10 +4,12 @@
 //! holding only another tenant's id gets "not found", never the row.
 
 pub mod accounts;
+pub mod api_based_extensions;
 pub mod api_keys;
 pub mod api_providers;
 pub mod builtin_credentials;
 pub mod labels;
+pub mod oauth_clients;
 pub mod settings;
 pub mod tenants;
 pub mod tool_files;
