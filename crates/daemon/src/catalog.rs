@@ -2,8 +2,9 @@
 //!
 //! Dify lists plugin tool providers among the builtin ones, named `author/name/provider`. toolplane keeps the kinds
 //! apart: this source yields providers of kind [`ToolProviderType::Plugin`] whose id and `identity.name` are
-//! `author/name/provider` (the Dify id), with `plugin_id` set to `author/name`. Their tools cannot run until the
-//! plugin runtime exists: [`Tool::invoke`] answers [`ToolError::NotSupported`].
+//! `author/name/provider` (the Dify id), with `plugin_id` set to `author/name`. Their tools run through the daemon's
+//! plugin runtime (`invoke_tool` with the caller's credentials from [`ToolRuntime::credentials`]); without a runtime
+//! [`Tool::invoke`] answers [`ToolError::NotSupported`].
 
 use std::sync::Arc;
 
@@ -11,9 +12,10 @@ use async_trait::async_trait;
 use serde_json::{Map, Value};
 use tokio_util::sync::CancellationToken;
 use toolplane_core::{
-    MessageStream, ProviderSource, Tool, ToolEntity, ToolError, ToolProvider, ToolProviderEntity, ToolProviderType,
-    ToolRuntime,
+    MessageStream, ProviderSource, Tool, ToolEntity, ToolError, ToolInvokeMessage, ToolProvider, ToolProviderEntity,
+    ToolProviderType, ToolRuntime,
 };
+use toolplane_runtime::{InvokeRequest, SessionError};
 
 use crate::db::ProviderCategory;
 use crate::service::DaemonState;
@@ -89,7 +91,7 @@ impl ProviderSource for PluginProviderSource {
                 continue;
             };
             match PluginToolProvider::from_declaration(&row.plugin_id, &row.plugin_unique_identifier, tool) {
-                Ok(provider) => out.push(Arc::new(provider)),
+                Ok(provider) => out.push(Arc::new(provider.with_state(&self.state))),
                 Err(e) => {
                     tracing::warn!(plugin = %row.plugin_unique_identifier, error = %e, "skipping a plugin tool provider whose declaration cannot be read")
                 }
@@ -121,7 +123,7 @@ impl ProviderSource for PluginProviderSource {
             return Ok(None);
         };
         let provider = PluginToolProvider::from_declaration(&row.plugin_id, &row.plugin_unique_identifier, tool)?;
-        Ok(Some(Arc::new(provider)))
+        Ok(Some(Arc::new(provider.with_state(&self.state))))
     }
 }
 
@@ -130,8 +132,10 @@ impl ProviderSource for PluginProviderSource {
 pub struct PluginToolProvider {
     id: String,
     unique_identifier: String,
+    short_name: String,
     entity: ToolProviderEntity,
     tools: Vec<Arc<PluginTool>>,
+    state: Option<DaemonState>,
 }
 
 impl PluginToolProvider {
@@ -160,6 +164,8 @@ impl PluginToolProvider {
                             Arc::new(PluginTool {
                                 entity,
                                 unique_identifier: unique_identifier.to_owned(),
+                                provider: short_name.clone(),
+                                state: None,
                             })
                         })
                     })
@@ -171,9 +177,27 @@ impl PluginToolProvider {
         Ok(Self {
             id,
             unique_identifier: unique_identifier.to_owned(),
+            short_name,
             entity,
             tools,
+            state: None,
         })
+    }
+
+    /// Runs the provider's tools through `state`'s plugin runtime.
+    pub fn with_state(mut self, state: &DaemonState) -> Self {
+        self.tools = self
+            .tools
+            .iter()
+            .map(|t| {
+                Arc::new(PluginTool {
+                    state: Some(state.clone()),
+                    ..PluginTool::clone(t)
+                })
+            })
+            .collect();
+        self.state = Some(state.clone());
+        self
     }
 
     /// The installed package's unique identifier.
@@ -199,6 +223,34 @@ impl ToolProvider for PluginToolProvider {
     async fn tools(&self) -> Result<Vec<Arc<dyn Tool>>, ToolError> {
         Ok(self.tools.iter().map(|t| Arc::clone(t) as Arc<dyn Tool>).collect())
     }
+
+    /// `validate_tool_credentials` in the plugin; without a runtime the format check alone decides.
+    async fn validate_credentials(&self, credentials: &Map<String, Value>) -> Result<(), ToolError> {
+        let Some((state, runtime)) = self.state.as_ref().and_then(|s| s.runtime().map(|r| (s, r))) else {
+            return Ok(());
+        };
+        let mut payload = Map::new();
+        payload.insert("provider".into(), Value::String(self.short_name.clone()));
+        payload.insert("credentials".into(), Value::Object(credentials.clone()));
+        let request = InvokeRequest {
+            access_type: "tool".into(),
+            action: "validate_tool_credentials".into(),
+            payload,
+            ..Default::default()
+        };
+        let session = state
+            .session_for(runtime, &self.unique_identifier, &request)
+            .await
+            .map_err(|e| ToolError::Invoke(e.to_string()))?;
+        match session.collect().await {
+            Ok(chunks) if chunks.iter().any(|c| c.get("result") == Some(&Value::Bool(true))) => Ok(()),
+            Ok(_) => Err(ToolError::CredentialValidation(
+                "the plugin rejected the credentials".into(),
+            )),
+            Err(SessionError::Plugin(e)) => Err(ToolError::CredentialValidation(e.message)),
+            Err(SessionError::Runtime(e)) => Err(ToolError::Invoke(e)),
+        }
+    }
 }
 
 /// A tool of an installed plugin.
@@ -206,6 +258,8 @@ impl ToolProvider for PluginToolProvider {
 pub struct PluginTool {
     entity: ToolEntity,
     unique_identifier: String,
+    provider: String,
+    state: Option<DaemonState>,
 }
 
 #[async_trait]
@@ -216,15 +270,76 @@ impl Tool for PluginTool {
 
     async fn invoke(
         &self,
-        _runtime: ToolRuntime,
-        _parameters: Map<String, Value>,
-        _cancel: CancellationToken,
+        runtime: ToolRuntime,
+        parameters: Map<String, Value>,
+        cancel: CancellationToken,
     ) -> Result<MessageStream, ToolError> {
-        Err(ToolError::NotSupported(format!(
-            "plugin runtime not available yet: {} is installed, but toolplane cannot run plugin tools until the \
-             plugin runtime lands",
-            self.unique_identifier
-        )))
+        let Some((state, plugin_runtime)) = self.state.as_ref().and_then(|s| s.runtime().map(|r| (s, r))) else {
+            return Err(ToolError::NotSupported(format!(
+                "plugin runtime not available: {} is installed, but this toolplane runs without the plugin runtime, so \
+                 its tools cannot run",
+                self.unique_identifier
+            )));
+        };
+        let mut payload = Map::new();
+        payload.insert("provider".into(), Value::String(self.provider.clone()));
+        payload.insert("tool".into(), Value::String(self.entity.identity.name.clone()));
+        payload.insert("credentials".into(), Value::Object(runtime.credentials));
+        payload.insert(
+            "credential_type".into(),
+            Value::String(
+                runtime
+                    .credential_type
+                    .map(|t| t.as_str())
+                    .unwrap_or("api-key")
+                    .to_owned(),
+            ),
+        );
+        payload.insert("tool_parameters".into(), Value::Object(parameters));
+        let request = InvokeRequest {
+            tenant_id: runtime.tenant_id,
+            user_id: runtime.user_id.unwrap_or_default(),
+            access_type: "tool".into(),
+            action: "invoke_tool".into(),
+            payload,
+            ..Default::default()
+        };
+        let session = state
+            .session_for(plugin_runtime, &self.unique_identifier, &request)
+            .await
+            .map_err(|e| ToolError::Invoke(e.to_string()))?;
+        let timeout = plugin_runtime.config().max_execution_timeout;
+        let deadline = tokio::time::Instant::now() + timeout;
+        let stream = futures::stream::unfold(Some(session), move |session| {
+            let cancel = cancel.clone();
+            async move {
+                let mut session = session?;
+                let next = tokio::select! {
+                    () = cancel.cancelled() => return Some((Err(ToolError::Cancelled), None)),
+                    next = tokio::time::timeout_at(deadline, session.next()) => next,
+                };
+                match next {
+                    Err(_) => Some((
+                        Err(ToolError::Timeout {
+                            seconds: timeout.as_secs(),
+                        }),
+                        None,
+                    )),
+                    Ok(None) => None,
+                    Ok(Some(Ok(chunk))) => {
+                        let message = serde_json::from_value::<ToolInvokeMessage>(chunk).map_err(|e| {
+                            ToolError::Invoke(format!("the plugin sent a message toolplane cannot read: {e}"))
+                        });
+                        Some((message, Some(session)))
+                    }
+                    Ok(Some(Err(SessionError::Plugin(e)))) => {
+                        Some((Err(ToolError::Invoke(format!("{}: {}", e.error_type, e.message))), None))
+                    }
+                    Ok(Some(Err(SessionError::Runtime(e)))) => Some((Err(ToolError::Invoke(e)), None)),
+                }
+            }
+        });
+        Ok(Box::pin(stream))
     }
 }
 

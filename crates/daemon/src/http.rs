@@ -107,7 +107,7 @@ pub fn router(state: DaemonState) -> Router {
         .route("/asset/{id}", get(asset))
         .route("/extract-asset", get(extract_asset))
         .route("/extract-asset/", get(extract_asset))
-        .route("/dispatch/{*action}", post(dispatch_unavailable))
+        .route("/dispatch/{*action}", post(crate::dispatch::dispatch))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_api_key));
     Router::new()
         .nest("/plugin/{tenant_id}", plugin)
@@ -592,19 +592,4 @@ async fn extract_asset(State(state): State<DaemonState>, Query(params): Params) 
         Ok(bytes) => raw(bytes),
         Err(e) => fail(&e),
     }
-}
-
-/// Dispatch needs the plugin runtime, which this daemon does not have yet: one SSE error event, as the original
-/// reports errors on dispatch routes.
-async fn dispatch_unavailable(Path((_tenant, action)): Path<(String, String)>) -> Response {
-    let body = error_body(
-        -500,
-        "PluginDaemonInternalServerError",
-        &format!("plugin runtime is not available in this daemon yet, so dispatch/{action} cannot run"),
-    );
-    (
-        [(header::CONTENT_TYPE, "text/event-stream")],
-        format!("data: {body}\n\n"),
-    )
-        .into_response()
 }

@@ -3,7 +3,7 @@
 //!
 //! Dify's API server talks to `dify-plugin-daemon` over HTTP (`/plugin/{tenant_id}/management/…`, `X-Api-Key`). This
 //! crate serves those routes with the same paths, field names, envelope and error types, so Dify can use toolplane in
-//! its place for everything except running plugins (the runtime comes with the next issue):
+//! its place, running plugins through `toolplane-runtime` when built with [`DaemonState::open_with_runtime`]:
 //! - [`DaemonConfig`]: the original's environment variables (`SERVER_KEY`, `PLUGIN_*_PATH`,
 //!   `MAX_PLUGIN_PACKAGE_SIZE`, signature policy, `PLUGIN_DB_URL`/`DB_*`);
 //! - [`PluginDb`]: the plugin database (its own migrations; tables `plugins`, `plugin_installations`,
@@ -12,7 +12,7 @@
 //! - [`DaemonState`]: the service (upload, install tasks, upgrade, uninstall, listing, assets) over the database
 //!   and a [`toolplane_store::BlobStore`] holding the original's buckets (`plugin_packages/<uid>`,
 //!   `plugin/<uid>`, `assets/<media id>`); the runtime hooks in through [`PluginEnvironment`];
-//! - [`router`] and [`serve_daemon`]: the HTTP API;
+//! - [`router`] and [`serve_daemon`]: the HTTP API, including the dispatch routes (SSE, `X-Plugin-ID`);
 //! - [`PluginProviderSource`]: installed plugin tool providers for toolplane's catalog;
 //! - [`cli::PluginCommand`]: `toolplane plugin init|package|checksum|signature|inspect`.
 
@@ -21,6 +21,7 @@ pub mod cli;
 mod config;
 mod db;
 mod declaration;
+mod dispatch;
 mod error;
 mod http;
 mod service;
@@ -34,6 +35,7 @@ pub use db::{
     TaskRow, TaskStatus,
 };
 pub use declaration::{build_declaration, media_id};
+pub use dispatch::{dispatch_action, stream_session};
 pub use error::{ConfigError, DaemonError};
 pub use http::{VERSION, router};
 pub use service::{

@@ -22,6 +22,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 use serde_json::{Value, json};
 use toolplane_plugin::{DecodeLimits, PluginPackage, PluginUniqueIdentifier, decode, is_uuid};
+use toolplane_runtime::{InvokeRequest, PluginRuntime, Session};
 use toolplane_store::BlobStore;
 
 use crate::config::DaemonConfig;
@@ -84,6 +85,7 @@ struct Inner {
     blobs: BlobStore,
     config: DaemonConfig,
     environment: Arc<dyn PluginEnvironment>,
+    runtime: Option<PluginRuntime>,
     started: Instant,
 }
 
@@ -117,11 +119,68 @@ impl DaemonState {
                 blobs,
                 config,
                 environment,
+                runtime: None,
                 started: Instant::now(),
             }),
         };
         state.recover_interrupted_tasks().await?;
         Ok(state)
+    }
+
+    /// [`DaemonState::open`] with the local plugin runtime: installs prepare and start plugins, uninstalls stop
+    /// them, and the dispatch routes and [`crate::PluginProviderSource`] tools run them.
+    pub async fn open_with_runtime(
+        config: DaemonConfig,
+        blobs: BlobStore,
+        runtime: PluginRuntime,
+    ) -> Result<Self, DaemonError> {
+        let environment = Arc::new(crate::dispatch::RuntimeEnvironment(runtime.clone()));
+        let mut state = Self::open_with_environment(config, blobs, environment).await?;
+        if let Some(inner) = Arc::get_mut(&mut state.inner) {
+            inner.runtime = Some(runtime);
+        }
+        Ok(state)
+    }
+
+    /// The plugin runtime, when the daemon has one.
+    pub fn runtime(&self) -> Option<&PluginRuntime> {
+        self.inner.runtime.as_ref()
+    }
+
+    /// Opens a session with the plugin `plugin_id` the tenant has installed (loading it into the runtime after a
+    /// daemon restart).
+    pub async fn plugin_session(&self, plugin_id: &str, request: &InvokeRequest) -> Result<Session, DaemonError> {
+        let runtime = self.runtime().ok_or_else(|| {
+            DaemonError::Internal("this daemon runs without the plugin runtime, so plugins cannot be invoked".into())
+        })?;
+        let installation = self
+            .inner
+            .db
+            .installation_by_plugin_id(&request.tenant_id, plugin_id)
+            .await?
+            .ok_or_else(|| DaemonError::PluginNotFound("plugin not found".into()))?;
+        self.session_for(runtime, &installation.plugin_unique_identifier, request)
+            .await
+    }
+
+    /// Opens a session with an installed package by unique identifier.
+    pub(crate) async fn session_for(
+        &self,
+        runtime: &PluginRuntime,
+        uid: &str,
+        request: &InvokeRequest,
+    ) -> Result<Session, DaemonError> {
+        if !runtime.is_loaded(uid) {
+            let bytes = self.inner.blobs.get(&self.installed_key(uid)).await?;
+            runtime
+                .load(&bytes)
+                .await
+                .map_err(|e| DaemonError::Internal(format!("loading plugin {uid} failed: {e}")))?;
+        }
+        runtime
+            .invoke(uid, request)
+            .await
+            .map_err(|e| DaemonError::Internal(e.to_string()))
     }
 
     /// The configuration.

@@ -1,0 +1,240 @@
+//! The dispatch routes (`POST /plugin/{tenant_id}/dispatch/…`, `X-Plugin-ID`): one plugin session per request,
+//! streamed back as Server-Sent Events `data: {code, message, data}\n\n`, as the original daemon does.
+//!
+//! The session is bounded by `PLUGIN_MAX_EXECUTION_TIMEOUT`; when the caller disconnects or the timeout passes the
+//! session is dropped, which cancels it in the runtime (a plugin that keeps working on it while it has nothing
+//! else to do is killed and restarted).
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+use toolplane_plugin::PluginUniqueIdentifier;
+use toolplane_runtime::{InvokeRequest, PluginRuntime, Session, SessionError};
+
+use crate::service::{DaemonState, PluginEnvironment};
+
+/// [`PluginEnvironment`] over the runtime: preparing = building the environment and proving the plugin starts.
+#[derive(Debug, Clone)]
+pub(crate) struct RuntimeEnvironment(pub(crate) PluginRuntime);
+
+#[async_trait]
+impl PluginEnvironment for RuntimeEnvironment {
+    async fn prepare(&self, unique_identifier: &PluginUniqueIdentifier, package: &[u8]) -> Result<(), String> {
+        let report = self.0.install(package).await.map_err(|e| e.to_string())?;
+        for warning in report.warnings {
+            tracing::warn!(plugin = %unique_identifier.as_str(), "{warning}");
+        }
+        Ok(())
+    }
+
+    async fn release(&self, unique_identifier: &str) {
+        self.0.release(unique_identifier).await;
+    }
+}
+
+/// Dispatch path → (access type, access action), as in the original's route table.
+pub fn dispatch_action(path: &str) -> Option<(&'static str, &'static str)> {
+    Some(match path.trim_matches('/') {
+        "tool/invoke" => ("tool", "invoke_tool"),
+        "tool/validate_credentials" => ("tool", "validate_tool_credentials"),
+        "tool/get_runtime_parameters" => ("tool", "get_tool_runtime_parameters"),
+        "llm/invoke" => ("model", "invoke_llm"),
+        "llm/num_tokens" => ("model", "get_llm_num_tokens"),
+        "text_embedding/invoke" => ("model", "invoke_text_embedding"),
+        "multimodal_embedding/invoke" => ("model", "invoke_multimodal_embedding"),
+        "text_embedding/num_tokens" => ("model", "get_text_embedding_num_tokens"),
+        "rerank/invoke" => ("model", "invoke_rerank"),
+        "multimodal_rerank/invoke" => ("model", "invoke_multimodal_rerank"),
+        "tts/invoke" => ("model", "invoke_tts"),
+        "tts/model/voices" => ("model", "get_tts_model_voices"),
+        "speech2text/invoke" => ("model", "invoke_speech2text"),
+        "moderation/invoke" => ("model", "invoke_moderation"),
+        "model/validate_provider_credentials" => ("model", "validate_provider_credentials"),
+        "model/validate_model_credentials" => ("model", "validate_model_credentials"),
+        "model/schema" => ("model", "get_ai_model_schemas"),
+        "model/polling/start" => ("model", "start_polling"),
+        "model/polling/check" => ("model", "check_polling"),
+        "agent_strategy/invoke" => ("agent_strategy", "invoke_agent_strategy"),
+        "oauth/get_authorization_url" => ("oauth", "get_authorization_url"),
+        "oauth/get_credentials" => ("oauth", "get_credentials"),
+        "oauth/refresh_credentials" => ("oauth", "refresh_credentials"),
+        "dynamic_select/fetch_parameter_options" => ("dynamic_parameter", "fetch_parameter_options"),
+        "datasource/validate_credentials" => ("datasource", "validate_datasource_credentials"),
+        "datasource/get_website_crawl" => ("datasource", "invoke_website_datasource_get_crawl"),
+        "datasource/get_online_document_pages" => ("datasource", "invoke_online_document_datasource_get_pages"),
+        "datasource/get_online_document_page_content" => {
+            ("datasource", "invoke_online_document_datasource_get_page_content")
+        }
+        "datasource/online_drive_browse_files" => ("datasource", "invoke_online_drive_browse_files"),
+        "datasource/online_drive_download_file" => ("datasource", "invoke_online_drive_download_file"),
+        "trigger/invoke_event" => ("trigger", "invoke_trigger_event"),
+        "trigger/validate_credentials" => ("trigger", "validate_trigger_credentials"),
+        "trigger/dispatch_event" => ("trigger", "dispatch_trigger_event"),
+        "trigger/subscribe" => ("trigger", "subscribe_trigger"),
+        "trigger/unsubscribe" => ("trigger", "unsubscribe_trigger"),
+        "trigger/refresh" => ("trigger", "refresh_trigger"),
+        _ => return None,
+    })
+}
+
+/// `InvokePluginRequest`: the body Dify's API server sends.
+#[derive(Debug, Deserialize)]
+struct DispatchBody {
+    #[serde(default)]
+    user_id: Option<String>,
+    #[serde(default)]
+    conversation_id: Option<String>,
+    #[serde(default)]
+    message_id: Option<String>,
+    #[serde(default)]
+    app_id: Option<String>,
+    #[serde(default)]
+    endpoint_id: Option<String>,
+    #[serde(default)]
+    context: Option<Value>,
+    #[serde(default)]
+    data: Option<Map<String, Value>>,
+}
+
+fn sse_error(code: i64, error_type: &str, message: &str) -> Bytes {
+    let inner = json!({"message": message, "error_type": error_type, "args": null});
+    sse(&json!({"code": code, "message": inner.to_string(), "data": null}))
+}
+
+fn sse(value: &Value) -> Bytes {
+    Bytes::from(format!("data: {value}\n\n"))
+}
+
+fn event_stream(body: Body) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/event-stream"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+fn single_error(code: i64, error_type: &str, message: &str) -> Response {
+    event_stream(Body::from(sse_error(code, error_type, message)))
+}
+
+/// `POST /plugin/{tenant_id}/dispatch/{*action}`.
+pub(crate) async fn dispatch(
+    State(state): State<DaemonState>,
+    Path((tenant_id, action)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let Some(runtime) = state.runtime().cloned() else {
+        return single_error(
+            -500,
+            "PluginDaemonInternalServerError",
+            &format!("this daemon runs without the plugin runtime, so dispatch/{action} cannot run"),
+        );
+    };
+    let Some((access_type, access_action)) = dispatch_action(&action) else {
+        return single_error(
+            -404,
+            "PluginDaemonNotFoundError",
+            &format!("unknown dispatch route {action}"),
+        );
+    };
+    let Some(plugin_id) = headers
+        .get("X-Plugin-ID")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty())
+    else {
+        return single_error(-400, "PluginDaemonBadRequestError", "X-Plugin-ID header is required");
+    };
+    let body: DispatchBody = match serde_json::from_slice(&body) {
+        Ok(b) => b,
+        Err(e) => {
+            return single_error(
+                -400,
+                "PluginDaemonBadRequestError",
+                &format!("the request body is not valid: {e}"),
+            );
+        }
+    };
+    let request = InvokeRequest {
+        tenant_id,
+        user_id: body.user_id.unwrap_or_default(),
+        access_type: access_type.to_owned(),
+        action: access_action.to_owned(),
+        payload: body.data.unwrap_or_default(),
+        conversation_id: body.conversation_id,
+        message_id: body.message_id,
+        app_id: body.app_id,
+        endpoint_id: body.endpoint_id,
+        context: body.context,
+    };
+    let session = match state.plugin_session(plugin_id, &request).await {
+        Ok(s) => s,
+        Err(e) => return single_error(e.code(), e.error_type(), &e.to_string()),
+    };
+    event_stream(Body::from_stream(stream_session(
+        session,
+        runtime.config().max_execution_timeout,
+    )))
+}
+
+/// A session as SSE frames; ends after the plugin's end, an error, or the timeout. Dropping the stream (caller
+/// gone) drops the session, which cancels it.
+pub fn stream_session(
+    session: Session,
+    timeout: Duration,
+) -> impl futures::Stream<Item = Result<Bytes, std::convert::Infallible>> + Send + 'static {
+    let deadline = tokio::time::Instant::now() + timeout;
+    futures::stream::unfold(Some(session), move |session| async move {
+        let mut session = session?;
+        match tokio::time::timeout_at(deadline, session.next()).await {
+            Err(_) => Some((
+                Ok(sse_error(
+                    -500,
+                    "PluginDaemonInternalServerError",
+                    &format!(
+                        "killed by timeout: the plugin did not finish within {} s",
+                        timeout.as_secs()
+                    ),
+                )),
+                None,
+            )),
+            Ok(None) => None,
+            Ok(Some(Ok(chunk))) => Some((
+                Ok(sse(&json!({"code": 0, "message": "success", "data": chunk}))),
+                Some(session),
+            )),
+            Ok(Some(Err(SessionError::Plugin(e)))) => {
+                let plugin = json!({"error_type": e.error_type, "message": e.message, "args": e.args});
+                Some((Ok(sse_error(-500, "PluginInvokeError", &plugin.to_string())), None))
+            }
+            Ok(Some(Err(SessionError::Runtime(message)))) => {
+                Some((Ok(sse_error(-500, "PluginDaemonInternalServerError", &message)), None))
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn maps_the_dispatch_routes() {
+        assert_eq!(dispatch_action("tool/invoke"), Some(("tool", "invoke_tool")));
+        assert_eq!(
+            dispatch_action("dynamic_select/fetch_parameter_options"),
+            Some(("dynamic_parameter", "fetch_parameter_options"))
+        );
+        assert_eq!(dispatch_action("llm/invoke"), Some(("model", "invoke_llm")));
+        assert_eq!(dispatch_action("nope"), None);
+    }
+}
