@@ -265,25 +265,42 @@ async fn bad_input_gets_clear_errors() {
     assert!(body["error"]["message"].as_str().unwrap().contains("initialize"));
 
     // Stateless header rules and method-not-found.
-    let stateless = r#"{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"echo","arguments":{"text":"a"},"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}"#;
+    let stateless = r#"{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"echo","arguments":{"text":"a"},"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}}}"#;
+    let v2026 = ("mcp-protocol-version", "2026-07-28");
     let (status, _, body) = raw.post(&[], stateless).await;
-    assert_eq!((status, body["error"]["code"].as_i64()), (400, Some(-32020)));
+    assert_eq!(
+        (status, body["error"]["code"].as_i64()),
+        (400, Some(-32020)),
+        "no version header"
+    );
+    let (status, _, body) = raw.post(&[v2026], stateless).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_i64()),
+        (400, Some(-32020)),
+        "no Mcp-Method"
+    );
     let (status, _, body) = raw
-        .post(&[("mcp-method", "tools/call"), ("mcp-name", "other")], stateless)
+        .post(&[v2026, ("mcp-method", "tools/call"), ("mcp-name", "other")], stateless)
         .await;
     assert_eq!((status, body["error"]["code"].as_i64()), (400, Some(-32020)));
+    let no_caps = r#"{"jsonrpc":"2.0","id":5,"method":"tools/list","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}"#;
+    let (status, _, body) = raw.post(&[v2026, ("mcp-method", "tools/list")], no_caps).await;
+    assert_eq!((status, body["error"]["code"].as_i64()), (400, Some(-32602)));
+    let ping = r#"{"jsonrpc":"2.0","id":5,"method":"ping","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}}}"#;
+    let (status, _, body) = raw.post(&[v2026, ("mcp-method", "ping")], ping).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_i64()),
+        (404, Some(-32601)),
+        "ping is gone in 2026-07-28"
+    );
     let (status, _, body) = raw
-        .post(&[("mcp-method", "tools/call"), ("mcp-name", "echo")], stateless)
+        .post(&[v2026, ("mcp-method", "tools/call"), ("mcp-name", "echo")], stateless)
         .await;
     assert_eq!(status, 200);
     assert_eq!(body["result"]["content"][0]["text"], "> a");
     assert_eq!(body["result"]["resultType"], "complete");
-    let (status, _, body) = raw
-        .post(
-            &[("mcp-method", "resources/list")],
-            r#"{"jsonrpc":"2.0","id":6,"method":"resources/list","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}"#,
-        )
-        .await;
+    let resources = r#"{"jsonrpc":"2.0","id":6,"method":"resources/list","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}}}"#;
+    let (status, _, body) = raw.post(&[v2026, ("mcp-method", "resources/list")], resources).await;
     assert_eq!((status, body["error"]["code"].as_i64()), (404, Some(-32601)));
 
     // Session era: unknown method, unknown tool, expiry, DELETE, GET.

@@ -20,8 +20,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::{McpServer, RequestContext};
 use crate::protocol::{
-    HEADER_METHOD, HEADER_NAME, HEADER_PROTOCOL_VERSION, HEADER_SESSION_ID, META_PROTOCOL_VERSION, Message, Request,
-    RequestId, Response, RpcError, STATELESS_VERSION, codes, is_session_version, is_supported_version,
+    HEADER_METHOD, HEADER_NAME, HEADER_PROTOCOL_VERSION, HEADER_SESSION_ID, META_CLIENT_CAPABILITIES,
+    META_PROTOCOL_VERSION, Message, Request, RequestId, Response, RpcError, STATELESS_VERSION, codes,
+    is_session_version, is_supported_version,
 };
 
 /// Why a server code could not be served.
@@ -355,11 +356,14 @@ async fn post_single(
         return StatusCode::ACCEPTED.into_response();
     }
 
-    if request.method == "initialize" {
+    // A 2026-07-28 request (by header or `_meta`) never opens a session, not even with `initialize`.
+    let modern = header_str(headers, HEADER_PROTOCOL_VERSION) == Some(STATELESS_VERSION)
+        || meta_version(&request).as_deref() == Some(STATELESS_VERSION);
+    if request.method == "initialize" && !modern {
         return initialize(state, server, code, request).await;
     }
 
-    if let Some(session_id) = session_id {
+    if let Some(session_id) = session_id.filter(|_| !modern) {
         let Some(version) = state.touch(session_id, code) else {
             return session_not_found(request.id);
         };
@@ -441,19 +445,25 @@ async fn initialize(state: &AppState, server: &McpServer, code: &str, request: R
 }
 
 /// A request without a session: `server/discover`, or a 2026-07-28 request carrying its version.
-async fn stateless(server: &McpServer, headers: &HeaderMap, request: Request) -> HttpResponse {
-    let meta_version = request
+fn meta_version(request: &Request) -> Option<String> {
+    request
         .params
         .as_ref()
         .and_then(|p| p.get("_meta"))
         .and_then(|m| m.get(META_PROTOCOL_VERSION))
         .and_then(Value::as_str)
-        .map(str::to_owned);
+        .map(str::to_owned)
+}
+
+async fn stateless(server: &McpServer, headers: &HeaderMap, request: Request) -> HttpResponse {
+    let meta_version = meta_version(&request);
     let header_version = header_str(headers, HEADER_PROTOCOL_VERSION).map(str::to_owned);
     let version = meta_version.clone().or(header_version.clone());
     let id = request.id.clone();
 
-    if request.method != "server/discover" {
+    // A bare `server/discover` is the era probe of any client; everything else must be a full 2026-07-28 request.
+    let probe = request.method == "server/discover" && meta_version.is_none() && header_version.is_none();
+    if !probe {
         match version.as_deref() {
             Some(STATELESS_VERSION) => {}
             Some(v) if !is_supported_version(v) => {
@@ -478,9 +488,26 @@ async fn stateless(server: &McpServer, headers: &HeaderMap, request: Request) ->
                 );
             }
         }
-        if let (Some(meta), Some(header)) = (&meta_version, &header_version)
-            && meta != header
+        let meta = request.params.as_ref().and_then(|p| p.get("_meta"));
+        let missing = match meta {
+            None => Some("_meta"),
+            Some(m) if m.get(META_PROTOCOL_VERSION).is_none() => Some("_meta.io.modelcontextprotocol/protocolVersion"),
+            Some(m) if m.get(META_CLIENT_CAPABILITIES).is_none() => {
+                Some("_meta.io.modelcontextprotocol/clientCapabilities")
+            }
+            Some(_) => None,
+        };
+        if let Some(missing) = missing {
+            return rpc_error(
+                StatusCode::BAD_REQUEST,
+                id,
+                RpcError::invalid_params(format!("a 2026-07-28 request must carry {missing}")),
+            );
+        }
+        if let Some(meta) = &meta_version
+            && header_version.as_deref() != Some(meta.as_str())
         {
+            let header = header_version.as_deref().unwrap_or("(absent)");
             return rpc_error(
                 StatusCode::BAD_REQUEST,
                 id,

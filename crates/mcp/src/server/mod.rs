@@ -182,7 +182,9 @@ impl McpServer {
     /// Handles one request or notification; `None` for notifications (they get no response).
     pub async fn handle(&self, request: Request, ctx: &RequestContext) -> Option<Response> {
         let id = request.id.clone()?;
+        let removed_in_stateless = matches!(request.method.as_str(), "initialize" | "ping" | "logging/setLevel");
         let result = match request.method.as_str() {
+            method if ctx.stateless() && removed_in_stateless => Err(RpcError::method_not_found(method)),
             "initialize" => Ok(self.initialize(&request)),
             "server/discover" => Ok(self.discover()),
             "ping" => Ok(json!({})),
