@@ -214,6 +214,12 @@ async fn streams_validates_isolates_and_stores() {
     }
     assert!(keys.contains(&"INSTALL_METHOD".to_owned()));
 
+    // resource.memory (256 MiB) caps the plugin's heap.
+    let small = runtime.invoke(&uid, &tool_call("alloc", "10000000", "good")).await.unwrap().collect().await.unwrap();
+    assert_eq!(small[0]["message"]["text"], "allocated 10000000");
+    let big = runtime.invoke(&uid, &tool_call("alloc", "600000000", "good")).await.unwrap().collect().await.unwrap();
+    assert_eq!(big[0]["message"]["text"], "MemoryError");
+
     // Concurrent sessions are multiplexed on one process.
     let calls = (0..20).map(|i| {
         let runtime = runtime.clone();
@@ -438,5 +444,67 @@ async fn idle_plugins_stop_and_start_again_on_demand() {
         .unwrap();
     assert_eq!(chunks[0]["message"]["text"], "echo: lazy");
     assert_eq!(runtime.status(&uid).unwrap().starts, 2);
+    runtime.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sdk_0_10_2_on_python_3_12() {
+    if !online("sdk_0_10_2_on_python_3_12") {
+        return;
+    }
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/probe");
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(&source, dir.path());
+    std::fs::write(dir.path().join("requirements.txt"), "dify_plugin==0.10.2\n").unwrap();
+    let manifest = std::fs::read_to_string(dir.path().join("manifest.yaml"))
+        .unwrap()
+        .replace("version: \"3.11\"", "version: \"3.12\"");
+    std::fs::write(dir.path().join("manifest.yaml"), manifest).unwrap();
+    let bytes = toolplane_plugin::package_dir(dir.path(), 50 << 20, |_| {}).unwrap();
+    let storage = tempfile::tempdir().unwrap();
+    let runtime = runtime(config(), storage.path());
+    let report = runtime.install(&bytes).await.unwrap();
+    assert!(report.warnings.is_empty(), "{:?}", report.warnings);
+    let uid = report.unique_identifier;
+    let python = std::fs::read_to_string(
+        cache()
+            .join("work")
+            .join(uid.replace(':', "-"))
+            .join(".venv/pyvenv.cfg"),
+    )
+    .unwrap();
+    assert!(python.contains("version_info = 3.12"), "{python}");
+    let chunks = runtime
+        .invoke(&uid, &tool_call("basic", "new", "good"))
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    assert_eq!(chunks[0]["message"]["text"], "echo: new");
+    let stored = runtime
+        .invoke(&uid, &tool_call("storage", "v10", "good"))
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    assert_eq!(stored[0]["message"]["text"], "storage got: v10");
+    let err = runtime
+        .invoke(&uid, &validate("bad"))
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap_err();
+    let SessionError::Plugin(e) = err else {
+        panic!("{err:?}")
+    };
+    assert_eq!(e.error_type, "ToolProviderCredentialValidationError");
+    assert!(
+        e.args["traceback"].as_str().unwrap().contains("Traceback"),
+        "0.10.1+ sends a traceback: {:?}",
+        e.args
+    );
     runtime.shutdown().await;
 }

@@ -30,5 +30,11 @@ class EchoTool(Tool):
             yield self.create_text_message("slept")
         elif mode == "huge":
             yield self.create_text_message("x" * int(text))
+        elif mode == "alloc":
+            try:
+                block = bytearray(int(text))
+                yield self.create_text_message(f"allocated {len(block)}")
+            except MemoryError:
+                yield self.create_text_message("MemoryError")
         elif mode == "env":
             yield self.create_json_message({"keys": sorted(os.environ.keys())})
