@@ -464,6 +464,18 @@ async fn stateless(server: &McpServer, headers: &HeaderMap, request: Request) ->
     // A bare `server/discover` is the era probe of any client; everything else must be a full 2026-07-28 request.
     let probe = request.method == "server/discover" && meta_version.is_none() && header_version.is_none();
     if !probe {
+        if let (Some(meta), Some(header)) = (&meta_version, &header_version)
+            && meta != header
+        {
+            return rpc_error(
+                StatusCode::BAD_REQUEST,
+                id,
+                RpcError::new(
+                    codes::HEADER_MISMATCH,
+                    format!("MCP-Protocol-Version header {header} does not match _meta protocolVersion {meta}"),
+                ),
+            );
+        }
         match version.as_deref() {
             Some(STATELESS_VERSION) => {}
             Some(v) if !is_supported_version(v) => {
