@@ -110,8 +110,9 @@ impl AuthorizationServerMetadata {
     }
 }
 
-/// Everything discovery found: what to authorize against, and for which resource and scopes.
-#[derive(Debug, Clone, PartialEq)]
+/// Everything discovery found: what to authorize against, and for which resource and scopes. Serialisable, so
+/// it can be kept with the `state` between the authorization redirect and the callback.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OAuthDiscovery {
     /// The resource indicator to send (RFC 8707): the PRM's `resource`, else the server URL without fragment.
     pub resource: String,
