@@ -19,6 +19,7 @@ pub mod oauth;
 pub mod routes;
 pub mod state;
 pub mod tenant_keys;
+pub mod workflows;
 pub mod tool_files;
 
 use std::future::Future;

@@ -32,6 +32,8 @@ pub struct AppState {
     pub api_tools: Arc<ApiTools>,
     /// Verified API keys, so authentication does not query the database on every request.
     pub key_cache: Arc<KeyCache>,
+    /// Workflows and workflow tools (console routes and the catalog's `workflow` source).
+    pub workflows: Arc<crate::workflows::Workflows>,
     /// The Dify-compatible plugin daemon, when it runs beside the console (`/plugin/...` routes).
     pub daemon: Option<DaemonState>,
     /// Tool files: storage, signed URLs and the message transformer.
@@ -93,6 +95,7 @@ impl AppState {
             daemon,
         } = parts;
         let keys = Arc::new(TenantKeys::new(store.clone(), blobs.clone()));
+        let (workflows, workflow_invoker) = crate::workflows::build(store.clone(), &net);
         let oauth = Arc::new(crate::oauth::OAuth::new(
             store.clone(),
             keys.clone(),
@@ -119,6 +122,7 @@ impl AppState {
         let mut sources: Vec<Arc<dyn ProviderSource>> = vec![
             Arc::new(StaticSource::new(ToolProviderType::Builtin, builtin)),
             Arc::new(ApiProviderSource::new(api_tools.clone())),
+            Arc::new(crate::workflows::WorkflowProviderSource::new(workflows.clone())),
         ];
         if let Some(daemon) = &daemon {
             sources.push(Arc::new(PluginProviderSource::new(daemon.clone())));
@@ -129,15 +133,19 @@ impl AppState {
             config.tool_positions.clone(),
             config.provider_positions.clone(),
         );
+        let catalog = Arc::new(catalog);
+        // Tool nodes of workflows call tools through this catalog (the invoker holds a weak reference).
+        workflow_invoker.set_catalog(&catalog);
         Self {
             store,
             blobs,
-            catalog: Arc::new(catalog),
+            catalog,
             credentials,
             keys,
             config: Arc::new(config),
             api_tools,
             key_cache: Arc::new(KeyCache::default()),
+            workflows,
             daemon,
             tool_files,
             extensions,

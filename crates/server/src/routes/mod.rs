@@ -5,3 +5,4 @@ pub mod console;
 pub mod extensions;
 pub mod oauth;
 pub mod v1;
+pub mod workflows;
