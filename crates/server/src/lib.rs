@@ -19,8 +19,8 @@ pub mod oauth;
 pub mod routes;
 pub mod state;
 pub mod tenant_keys;
-pub mod workflows;
 pub mod tool_files;
+pub mod workflows;
 
 use std::future::Future;
 
