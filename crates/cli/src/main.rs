@@ -1,6 +1,7 @@
 //! `toolplane`: the one binary. `serve` runs the server; the other commands manage tenants, keys and tools on the
 //! same database without a running server.
 
+mod oauth;
 mod openapi;
 
 use std::collections::BTreeMap;
@@ -44,6 +45,9 @@ enum Command {
     /// Inspect OpenAPI / Swagger / OpenAI-plugin specs as API tools, or import them into a tenant.
     #[command(subcommand)]
     Openapi(openapi::OpenapiCommand),
+    /// Administer OAuth clients of tool providers (system clients).
+    #[command(subcommand)]
+    Oauth(oauth::OauthCommand),
     /// Create, package, sign and inspect Dify plugin packages (.difypkg).
     #[command(subcommand)]
     Plugin(toolplane_daemon::cli::PluginCommand),
@@ -169,6 +173,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Key(command) => key_command(command, open(&settings, config).await?).await,
         Command::Tool(command) => tool_command(command, open(&settings, config).await?).await,
         Command::Openapi(command) => openapi_command(command, &settings, config).await,
+        Command::Oauth(command) => oauth::run(command, open(&settings, config).await?).await,
         Command::Plugin(command) => toolplane_daemon::cli::run(command).await,
         Command::Daemon => run_daemon(settings, config).await,
     }

@@ -575,7 +575,7 @@ mod tests {
     fn pkce_s256_matches_rfc7636() {
         // RFC 7636 appendix B
         assert_eq!(
-            code_challenge("dBjftJeZ4CVP-1mB92K27uhbUJU1p1r7wW1gFWFOEjXk"),
+            code_challenge("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"),
             "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
         );
         assert_eq!(code_verifier().len(), 64);

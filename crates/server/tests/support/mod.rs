@@ -499,3 +499,109 @@ impl Tool for Emit {
         Ok(futures::stream::iter(messages.into_iter().map(Ok)).boxed())
     }
 }
+
+/// A provider that authorizes with OAuth 2.0 (an `oauth_schema` with client and credential schemas); its `me` tool
+/// calls `url` with the credential's access token as a Bearer token and answers with the response body.
+pub struct OAuthProvider {
+    entity: ToolProviderEntity,
+    tool: Arc<dyn Tool>,
+}
+
+impl OAuthProvider {
+    pub fn new() -> Self {
+        let text = |name: &str| ProviderConfig::new(name, ProviderConfigType::TextInput);
+        let entity = ToolProviderEntity {
+            identity: ToolProviderIdentity {
+                author: "tests".into(),
+                name: "oauthy".into(),
+                description: I18nObject::new("A provider behind OAuth"),
+                icon: "icon.svg".into(),
+                icon_dark: None,
+                label: I18nObject::new("OAuthy"),
+                tags: vec![],
+            },
+            plugin_id: None,
+            credentials_schema: vec![],
+            oauth_schema: Some(toolplane_core::OAuthSchema {
+                client_schema: vec![
+                    text("client_id").required(),
+                    ProviderConfig::new("client_secret", ProviderConfigType::SecretInput).required(),
+                    text("authorization_url").required(),
+                    text("token_url").required(),
+                    text("scope"),
+                ],
+                credentials_schema: vec![
+                    ProviderConfig::new("access_token", ProviderConfigType::SecretInput),
+                    ProviderConfig::new("refresh_token", ProviderConfigType::SecretInput),
+                ],
+            }),
+        };
+        let tool = Arc::new(Me {
+            entity: ToolEntity {
+                identity: ToolIdentity {
+                    author: "tests".into(),
+                    name: "me".into(),
+                    label: I18nObject::new("Me"),
+                    provider: "oauthy".into(),
+                    icon: None,
+                },
+                parameters: vec![
+                    ToolParameter::new("url", ToolParameterType::String, ToolParameterForm::Llm).required(),
+                ],
+                description: None,
+                output_schema: Map::new(),
+                has_runtime_parameters: false,
+            },
+        });
+        Self { entity, tool }
+    }
+}
+
+#[async_trait]
+impl ToolProvider for OAuthProvider {
+    fn provider_type(&self) -> ToolProviderType {
+        ToolProviderType::Builtin
+    }
+    fn id(&self) -> &str {
+        "oauthy"
+    }
+    fn entity(&self) -> &ToolProviderEntity {
+        &self.entity
+    }
+    async fn tools(&self) -> Result<Vec<Arc<dyn Tool>>, ToolError> {
+        Ok(vec![self.tool.clone()])
+    }
+}
+
+struct Me {
+    entity: ToolEntity,
+}
+
+#[async_trait]
+impl Tool for Me {
+    fn entity(&self) -> &ToolEntity {
+        &self.entity
+    }
+    async fn invoke(
+        &self,
+        runtime: ToolRuntime,
+        parameters: Map<String, Value>,
+        _cancel: CancellationToken,
+    ) -> Result<MessageStream, ToolError> {
+        let url = parameters.get("url").and_then(Value::as_str).unwrap_or_default().to_owned();
+        let token = runtime
+            .credentials
+            .get("access_token")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        let response = reqwest::Client::new()
+            .get(url)
+            .bearer_auth(token)
+            .send()
+            .await
+            .map_err(|e| ToolError::Invoke(e.to_string()))?;
+        let text = format!("{} {}", response.status().as_u16(), response.text().await.unwrap_or_default());
+        Ok(futures::stream::iter([Ok(ToolInvokeMessage::text(text))]).boxed())
+    }
+}
