@@ -210,6 +210,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../migrations/sqlite/0006_workflows.sql"),
         include_str!("../migrations/postgres/0006_workflows.sql"),
     ),
+    (
+        8,
+        "mcp",
+        include_str!("../migrations/sqlite/0008_mcp.sql"),
+        include_str!("../migrations/postgres/0008_mcp.sql"),
+    ),
 ];
 
 /// The embedded migrator for one dialect.

@@ -78,6 +78,10 @@ pub use repo::builtin_credentials::{
     CREDENTIAL_TYPE_OAUTH2, NEVER_EXPIRES, NewBuiltinCredential,
 };
 pub use repo::labels::{LabelBinding, Labels};
+pub use repo::mcp::{
+    MCP_SERVER_STATUSES, McpOAuthStateRecord, McpOAuthStates, McpProviderFields, McpProviderRecord, McpProviderState,
+    McpProviders, McpServerFields, McpServerRecord, McpServers,
+};
 pub use repo::oauth_clients::{OAuthClients, SystemOAuthClientRecord, TenantOAuthClientRecord};
 pub use repo::settings::Settings;
 pub use repo::tenants::{TenantRecord, Tenants};

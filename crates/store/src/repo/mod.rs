@@ -9,6 +9,7 @@ pub mod api_keys;
 pub mod api_providers;
 pub mod builtin_credentials;
 pub mod labels;
+pub mod mcp;
 pub mod oauth_clients;
 pub mod settings;
 pub mod tenants;
