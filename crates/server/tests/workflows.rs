@@ -700,3 +700,92 @@ async fn workflow_tool_calling_a_workflow_tool_and_recursion_stopped_by_depth() 
     );
     s.stop().await;
 }
+
+#[tokio::test]
+async fn code_iteration_and_branches_run_and_publish_as_a_tool() {
+    let s = TestServer::start().await;
+    let app = import_ok(&s, &s.key_a, &data("words.yml")).await;
+    let (status, run) = run_blocking(&s, &s.key_a, &app, json!({"text": "alpha beta gamma"})).await;
+    assert_eq!(status, 200, "{run}");
+    assert_eq!(run["status"], "succeeded", "{run}");
+    assert_eq!(run["outputs"]["count"], 3);
+    assert_eq!(run["outputs"]["verdict"], "many (3)");
+    let labels = run["outputs"]["labels"].as_array().unwrap();
+    assert_eq!(labels.len(), 3);
+    assert_eq!(labels[1], "beta: July 1, 2024 is Monday.");
+    assert!(
+        labels[2].as_str().unwrap().starts_with("gamma: July 2, 2024"),
+        "{labels:?}"
+    );
+    // Nodes inside the iteration are recorded once per item; the branch not taken is not.
+    let recorded: Vec<&str> = run["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["node_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(recorded.iter().filter(|id| **id == "label").count(), 3, "{recorded:?}");
+    assert!(recorded.contains(&"many") && !recorded.contains(&"few"), "{recorded:?}");
+
+    let (_, run) = run_blocking(&s, &s.key_a, &app, json!({"text": "solo"})).await;
+    assert_eq!(run["outputs"]["verdict"], "few (1)", "{run}");
+
+    // The same workflow as a tool: the paragraph input becomes a string parameter.
+    publish(&s, &s.key_a, &app).await;
+    let tool = create_tool(
+        &s,
+        &s.key_a,
+        &app,
+        "words",
+        json!([{"name": "text", "description": "Some words", "form": "llm"}]),
+    )
+    .await;
+    let (_, detail) = s
+        .get(
+            &s.key_a,
+            &s.console(&format!("/tool-provider/workflow/get?workflow_tool_id={tool}")),
+        )
+        .await;
+    assert_eq!(detail["tool"]["parameters"][0]["type"], "string");
+    assert_eq!(detail["output_schema"]["properties"]["count"]["type"], "number");
+    let (status, body) = invoke_workflow_tool(&s, &s.key_a, &tool, "words", json!({"text": "x y"})).await;
+    assert_eq!(status, 200, "{body}");
+    let vars = variables(&body);
+    assert_eq!(vars["count"], 2);
+    assert_eq!(vars["verdict"], "few (2)");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn http_nodes_go_through_the_ssrf_guard() {
+    // Without SSRF_ALLOWED_NETWORKS the loopback upstream is refused, and the run says why.
+    let s = TestServer::start_with(Options {
+        allow_loopback: false,
+        ..Options::default()
+    })
+    .await;
+    let base = upstream().await;
+    let dsl = r#"
+app: {name: guarded, mode: workflow}
+workflow:
+  graph:
+    edges:
+      - {source: start, target: call}
+      - {source: call, target: end}
+    nodes:
+      - id: start
+        data: {type: start, variables: [{variable: base, label: Base, type: text-input, required: true}]}
+      - id: call
+        data: {type: http-request, method: get, url: '{{#start.base#}}/anything'}
+      - id: end
+        data: {type: end, outputs: [{variable: status, value_selector: [call, status_code]}]}
+"#;
+    let app = import_ok(&s, &s.key_a, dsl).await;
+    let (status, run) = run_blocking(&s, &s.key_a, &app, json!({"base": base})).await;
+    assert_eq!(status, 200, "{run}");
+    assert_eq!(run["status"], "failed");
+    let error = run["error"].as_str().unwrap();
+    assert!(error.contains("\"call\"") && error.contains("blocked"), "{error}");
+    assert!(error.contains("SSRF_ALLOWED_NETWORKS"), "{error}");
+    s.stop().await;
+}
