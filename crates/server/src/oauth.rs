@@ -110,11 +110,13 @@ fn now_secs() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
-fn is_plugin_provider(provider_id: &str) -> bool {
+/// Whether `provider_id` names a plugin provider (`org/plugin/provider`) rather than a builtin one.
+pub fn is_plugin_provider(provider_id: &str) -> bool {
     provider_id.contains('/')
 }
 
-fn plugin_runtime_missing(provider_id: &str) -> ApiError {
+/// 501: plugin OAuth needs the plugin runtime's `dispatch/oauth/*`, which does not exist yet.
+pub fn plugin_runtime_missing(provider_id: &str) -> ApiError {
     ApiError::new(
         axum::http::StatusCode::NOT_IMPLEMENTED,
         "plugin_oauth_unavailable",

@@ -9,7 +9,9 @@
 //!   reassembled `blob_chunk` sequences) → tool file + `image_link`/`binary_link`, `image` URL → downloaded tool
 //!   file + `image_link`. The link text is the relative, unsigned `/files/tools/{id}{ext}` (as in Dify); toolplane
 //!   adds `meta.tool_file_id` and a ready-to-use `meta.signed_url` (external base) so API callers can fetch it.
-//!   `json` messages pass unchanged: a `serde_json::Value` is JSON-safe by construction.
+//!   `file` messages holding a tool file become `image_link`/`link`. `json` messages pass unchanged: a
+//!   `serde_json::Value` is JSON-safe by construction (Dify converts datetimes, decimals, bytes and UUIDs, which
+//!   cannot occur here).
 //! - [`download`] is the `GET /files/tools/{id}.{ext}` handler.
 
 use std::collections::HashMap;
@@ -437,6 +439,7 @@ impl TransformState {
                 Ok(Some(self.manager.link_message(&record, meta)))
             }
             MessagePayload::BlobChunk(chunk) => self.chunk(chunk, meta).await,
+            MessagePayload::File(file) => Ok(Some(file_link(file, meta))),
             other => Ok(Some(ToolInvokeMessage { payload: other, meta })),
         }
     }
@@ -504,6 +507,33 @@ impl TransformState {
             .record(&self.owner, upload.key, &mimetype, name, upload.written, None)
             .await?;
         Ok(Some(self.manager.link_message(&record, meta)))
+    }
+}
+
+/// A `file` message whose `meta.file` is a tool file (`transfer_method = tool_file`) becomes an `image_link`
+/// (images) or `link` to `/files/tools/{related_id}{extension}`, as in Dify; other files pass unchanged.
+fn file_link(file: toolplane_core::FileMessage, meta: Option<Map<String, Value>>) -> ToolInvokeMessage {
+    let described = meta.as_ref().and_then(|m| m.get("file")).and_then(Value::as_object);
+    let tool_file = described.and_then(|f| {
+        let is_tool_file = f.get("transfer_method").and_then(Value::as_str) == Some("tool_file");
+        let id = f.get("related_id").and_then(Value::as_str)?;
+        let extension = f.get("extension").and_then(Value::as_str).unwrap_or("");
+        let is_image = f.get("type").and_then(Value::as_str) == Some("image");
+        is_tool_file.then(|| (format!("/files/tools/{id}{extension}"), is_image))
+    });
+    match tool_file {
+        Some((url, true)) => ToolInvokeMessage {
+            payload: MessagePayload::ImageLink(TextMessage { text: url }),
+            meta,
+        },
+        Some((url, false)) => ToolInvokeMessage {
+            payload: MessagePayload::Link(TextMessage { text: url }),
+            meta,
+        },
+        None => ToolInvokeMessage {
+            payload: MessagePayload::File(file),
+            meta,
+        },
     }
 }
 
@@ -599,6 +629,27 @@ fn percent_encode(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tool_file_messages_become_links() {
+        let file = toolplane_core::FileMessage {
+            file_marker: "file_marker".into(),
+        };
+        let meta = |transfer: &str, kind: &str| {
+            let mut meta = Map::new();
+            meta.insert(
+                "file".into(),
+                serde_json::json!({"transfer_method": transfer, "related_id": "f1", "extension": ".png", "type": kind}),
+            );
+            Some(meta)
+        };
+        let out = file_link(file.clone(), meta("tool_file", "image"));
+        assert_eq!((out.kind(), out.as_text()), ("image_link", Some("/files/tools/f1.png")));
+        let out = file_link(file.clone(), meta("tool_file", "document"));
+        assert_eq!((out.kind(), out.as_text()), ("link", Some("/files/tools/f1.png")));
+        let out = file_link(file, meta("remote_url", "image"));
+        assert_eq!(out.kind(), "file");
+    }
 
     #[test]
     fn extensions_follow_python_mimetypes() {

@@ -11,7 +11,7 @@ use axum::Json;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use serde_json::{Value, json};
-use support::TestServer;
+use support::{Db, Options, TestServer};
 
 const KEY: &str = "ext-secret-key";
 
@@ -70,8 +70,23 @@ async fn extension_server() -> (String, Arc<Mutex<Vec<Value>>>) {
 
 #[tokio::test]
 async fn crud_with_ping_validation_and_masking() {
+    crud(Db::Sqlite).await;
+}
+
+#[tokio::test]
+async fn crud_on_postgres() {
+    if support::postgres_url().is_some() {
+        crud(Db::Postgres).await;
+    }
+}
+
+async fn crud(db: Db) {
     let (origin, seen) = extension_server().await;
-    let s = TestServer::start().await;
+    let s = TestServer::start_with(Options {
+        db,
+        ..Options::default()
+    })
+    .await;
     let url = s.url("/console/api/api-based-extension");
 
     // validation, in Dify's words

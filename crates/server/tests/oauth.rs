@@ -18,7 +18,7 @@ use axum::routing::{get, post};
 use base64::Engine as _;
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
-use support::{OAuthProvider, Options, TestServer};
+use support::{Db, OAuthProvider, Options, TestServer};
 use toolplane_store::BuiltinCredentialUpdate;
 
 /// The authorization server's state: issued codes (with their PKCE challenge), live tokens, refresh tokens.
@@ -345,8 +345,20 @@ async fn authorize_store_call_refresh() {
 
 #[tokio::test]
 async fn tenant_client_wins_and_is_masked() {
+    tenant_client(Db::Sqlite).await;
+}
+
+#[tokio::test]
+async fn tenant_client_on_postgres() {
+    if support::postgres_url().is_some() {
+        tenant_client(Db::Postgres).await;
+    }
+}
+
+async fn tenant_client(db: Db) {
     let (origin, _auth) = authorization_server().await;
     let s = TestServer::start_with(Options {
+        db,
         providers: vec![Arc::new(OAuthProvider::new())],
         ..Options::default()
     })
@@ -467,6 +479,7 @@ async fn tenant_client_wins_and_is_masked() {
             &s.url("/console/api/oauth/plugin/org/plugin/provider/tool/authorization-url"),
         )
         .await;
-    assert!(status >= 400, "{body}");
+    assert_eq!(status, 501, "{body}");
+    assert!(body["message"].as_str().unwrap().contains("plugin runtime"), "{body}");
     s.stop().await;
 }

@@ -77,6 +77,9 @@ async fn oauth_plugin(
 }
 
 async fn authorization_url(state: &AppState, caller: &TenantCaller, provider_id: &str) -> Result<Response, ApiError> {
+    if crate::oauth::is_plugin_provider(provider_id) {
+        return Err(crate::oauth::plugin_runtime_missing(provider_id));
+    }
     let provider = provider(state, &caller.tenant_id, provider_id).await?;
     let (context_id, url) = state
         .oauth

@@ -588,7 +588,11 @@ impl Tool for Me {
         parameters: Map<String, Value>,
         _cancel: CancellationToken,
     ) -> Result<MessageStream, ToolError> {
-        let url = parameters.get("url").and_then(Value::as_str).unwrap_or_default().to_owned();
+        let url = parameters
+            .get("url")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
         let token = runtime
             .credentials
             .get("access_token")
@@ -601,7 +605,11 @@ impl Tool for Me {
             .send()
             .await
             .map_err(|e| ToolError::Invoke(e.to_string()))?;
-        let text = format!("{} {}", response.status().as_u16(), response.text().await.unwrap_or_default());
+        let text = format!(
+            "{} {}",
+            response.status().as_u16(),
+            response.text().await.unwrap_or_default()
+        );
         Ok(futures::stream::iter([Ok(ToolInvokeMessage::text(text))]).boxed())
     }
 }
