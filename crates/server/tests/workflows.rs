@@ -789,3 +789,54 @@ workflow:
     assert!(error.contains("SSRF_ALLOWED_NETWORKS"), "{error}");
     s.stop().await;
 }
+
+#[tokio::test]
+async fn runs_pick_the_draft_or_a_published_version() {
+    let s = TestServer::start().await;
+    let app = import_ok(&s, &s.key_a, &data("inner.yml")).await;
+    assert_eq!(publish(&s, &s.key_a, &app).await, "1");
+    replace(
+        &s,
+        &s.key_a,
+        &app,
+        &data("inner.yml").replace("\"[{{ w }}]\"", "\"<{{ w }}>\""),
+    )
+    .await;
+    let (_, versions) = s.get(&s.key_a, &s.console(&format!("/workflows/{app}/versions"))).await;
+    assert_eq!(versions.as_array().unwrap().len(), 1);
+    assert_eq!(versions[0]["version"], "1");
+
+    let (_, draft) = run_blocking(&s, &s.key_a, &app, json!({"word": "w"})).await;
+    assert_eq!(draft["outputs"]["wrapped"], "<w>");
+    assert_eq!(draft["version"], "");
+    let (status, v1) = s
+        .post(
+            &s.key_a,
+            &s.console(&format!("/workflows/{app}/run")),
+            json!({"inputs": {"word": "w"}, "version": "1"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{v1}");
+    assert_eq!(v1["outputs"]["wrapped"], "[w]");
+    assert_eq!(v1["version"], "1");
+    let (status, _) = s
+        .post(
+            &s.key_a,
+            &s.console(&format!("/workflows/{app}/run")),
+            json!({"inputs": {"word": "w"}, "version": "9"}),
+        )
+        .await;
+    assert_eq!(status, 404);
+
+    // A missing required input fails the run and says which.
+    let (status, run) = run_blocking(&s, &s.key_a, &app, json!({})).await;
+    assert_eq!(status, 200, "{run}");
+    assert_eq!(run["status"], "failed");
+    assert!(run["error"].as_str().unwrap().contains("word"), "{run}");
+    let (_, runs) = s
+        .get(&s.key_a, &s.console(&format!("/workflows/{app}/runs?limit=2")))
+        .await;
+    assert_eq!(runs.as_array().unwrap().len(), 2);
+    assert!(runs.as_array().unwrap().iter().any(|r| r["status"] == "failed"), "{runs}");
+    s.stop().await;
+}
