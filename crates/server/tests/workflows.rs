@@ -837,6 +837,9 @@ async fn runs_pick_the_draft_or_a_published_version() {
         .get(&s.key_a, &s.console(&format!("/workflows/{app}/runs?limit=2")))
         .await;
     assert_eq!(runs.as_array().unwrap().len(), 2);
-    assert!(runs.as_array().unwrap().iter().any(|r| r["status"] == "failed"), "{runs}");
+    assert!(
+        runs.as_array().unwrap().iter().any(|r| r["status"] == "failed"),
+        "{runs}"
+    );
     s.stop().await;
 }
