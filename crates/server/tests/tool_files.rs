@@ -141,6 +141,43 @@ async fn blob_file_link_round_trip_on_local_storage() {
 }
 
 #[tokio::test]
+async fn large_chunked_blobs_stream_to_storage() {
+    let s = start(vec![]).await;
+    let unit = "0123456789abcdef";
+    let times = 1usize << 20; // 16 MiB in 8 KiB chunks
+    let started = Instant::now();
+    let body = emit(
+        &s,
+        json!({"kind": "chunks", "data": unit, "times": times, "chunk_size": 8192, "mime": "application/zip"}),
+    )
+    .await;
+    let stored_in = started.elapsed();
+    assert_eq!(body["messages"].as_array().unwrap().len(), 1);
+    let message = &body["messages"][0];
+    let id = message["meta"]["tool_file_id"].as_str().unwrap();
+    let row = s.state.store.tool_files().get(&s.tenant_a, id).await.unwrap().unwrap();
+    assert_eq!(row.size, (unit.len() * times) as i64);
+    assert!(row.file_key.ends_with(".zip"));
+    let started = Instant::now();
+    let response = s
+        .http
+        .get(on_server(&s, message["meta"]["signed_url"].as_str().unwrap()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        response.headers()["content-length"],
+        (unit.len() * times).to_string().as_str()
+    );
+    let bytes = response.bytes().await.unwrap();
+    let served_in = started.elapsed();
+    assert_eq!(bytes.len(), unit.len() * times);
+    assert!(bytes.chunks(unit.len()).all(|c| c == unit.as_bytes()));
+    eprintln!("16 MiB blob in 2048 chunks: stored in {stored_in:?}, served in {served_in:?}");
+    s.stop().await;
+}
+
+#[tokio::test]
 async fn signatures_expire_and_resist_tampering() {
     let s = start(vec![("FILES_URL", "https://files.example".into())]).await;
     let body = emit(

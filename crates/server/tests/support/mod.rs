@@ -414,6 +414,7 @@ impl FilesProvider {
                     string("data"),
                     string("mime"),
                     string("filename"),
+                    ToolParameter::new("times", ToolParameterType::Number, ToolParameterForm::Llm).default_value(1),
                     ToolParameter::new("chunk_size", ToolParameterType::Number, ToolParameterForm::Llm)
                         .default_value(3),
                 ],
@@ -464,7 +465,8 @@ impl Tool for Emit {
                 .unwrap_or_default()
                 .to_owned()
         };
-        let data = text("data");
+        let times = parameters.get("times").and_then(Value::as_u64).unwrap_or(1).max(1) as usize;
+        let data = text("data").repeat(times);
         let mime = Some(text("mime"))
             .filter(|m| !m.is_empty())
             .unwrap_or("application/octet-stream".into());
