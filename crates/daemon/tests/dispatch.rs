@@ -366,3 +366,75 @@ async fn dispatch_routes_and_catalog_tools_run_real_plugins() {
     assert_eq!(removed["data"], true, "{removed}");
     assert!(!runtime.is_loaded(&uid));
 }
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+/// Benchmark (run with `--ignored --nocapture`): tool calls through the HTTP dispatch route against the same calls
+/// made on the runtime directly (the stdio driver without HTTP), at 1 and 10 concurrent callers.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "benchmark; run explicitly"]
+async fn bench_dispatch_against_direct_runtime() {
+    if !online() {
+        return;
+    }
+    let fx = Arc::new(Fixture::start().await);
+    let uid = fx.install().await;
+    let runtime = fx.state.runtime().unwrap().clone();
+    let request = {
+        let mut payload = Map::new();
+        for (k, v) in invoke_data("basic", "bench").as_object().unwrap() {
+            payload.insert(k.clone(), v.clone());
+        }
+        toolplane_runtime::InvokeRequest {
+            tenant_id: TENANT.into(),
+            user_id: "u".into(),
+            access_type: "tool".into(),
+            action: "invoke_tool".into(),
+            payload,
+            ..Default::default()
+        }
+    };
+    const CALLS: usize = 1000;
+    for callers in [1usize, 10] {
+        for via_http in [false, true] {
+            // Warm up.
+            for _ in 0..50 {
+                runtime.invoke(&uid, &request).await.unwrap().collect().await.unwrap();
+            }
+            let started = Instant::now();
+            let tasks = (0..callers).map(|_| {
+                let (fx, runtime, uid, request) = (Arc::clone(&fx), runtime.clone(), uid.clone(), request.clone());
+                tokio::spawn(async move {
+                    let mut latencies = Vec::with_capacity(CALLS / callers);
+                    for _ in 0..CALLS / callers {
+                        let t = Instant::now();
+                        if via_http {
+                            let frames = fx.dispatch("tool/invoke", invoke_data("basic", "bench")).await;
+                            assert_eq!(frames.len(), 4);
+                        } else {
+                            let chunks = runtime.invoke(&uid, &request).await.unwrap().collect().await.unwrap();
+                            assert_eq!(chunks.len(), 4);
+                        }
+                        latencies.push(t.elapsed());
+                    }
+                    latencies
+                })
+            });
+            let mut all: Vec<Duration> = Vec::new();
+            for t in tasks.collect::<Vec<_>>() {
+                all.extend(t.await.unwrap());
+            }
+            let elapsed = started.elapsed();
+            all.sort();
+            println!(
+                "{:>6} callers={callers:>2}: p50 {:>8.3} ms  p99 {:>8.3} ms  {:>7.0} calls/s",
+                if via_http { "http" } else { "direct" },
+                percentile(&all, 0.50).as_secs_f64() * 1e3,
+                percentile(&all, 0.99).as_secs_f64() * 1e3,
+                all.len() as f64 / elapsed.as_secs_f64()
+            );
+        }
+    }
+}
