@@ -15,6 +15,8 @@ pub mod credentials;
 pub mod error;
 pub mod extensions;
 pub mod json;
+pub mod mcp_providers;
+pub mod mcp_servers;
 pub mod oauth;
 pub mod routes;
 pub mod state;
@@ -43,6 +45,17 @@ pub fn router(state: AppState) -> axum::Router {
     let body_limit = state.config.max_body_bytes;
     let request_timeout = state.config.request_timeout;
     let daemon = state.daemon.clone();
+    // toolplane as an MCP server: its own auth (the server code, plus a bearer key when the server requires one).
+    let mcp = toolplane_mcp::mcp_router(
+        std::sync::Arc::new(mcp_servers::StoreResolver::new(
+            state.mcp_servers.clone(),
+            state.catalog.clone(),
+        )),
+        toolplane_mcp::HttpOptions {
+            public_base_url: Some(state.config.console_api_url.clone()),
+            ..toolplane_mcp::HttpOptions::default()
+        },
+    );
     let app = axum::Router::new()
         .route("/health", get(health))
         .nest("/console/api", routes::console::router())
@@ -58,7 +71,8 @@ pub fn router(state: AppState) -> axum::Router {
             ApiError::internal("a request handler panicked").into_response_owned()
         }))
         .layer(TraceLayer::new_for_http())
-        .with_state(state);
+        .with_state(state)
+        .merge(mcp);
     // The daemon router brings its own auth (X-Api-Key = SERVER_KEY), envelope and upload limits.
     match daemon {
         Some(daemon) => app.merge(toolplane_daemon::router(daemon)),
@@ -95,6 +109,12 @@ pub async fn serve(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    // TCP_NODELAY on every accepted socket: without it Nagle's algorithm delays small responses by ~40 ms.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp: &mut tokio::net::TcpStream| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+    });
     axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown)
         .await

@@ -42,6 +42,10 @@ pub struct AppState {
     pub extensions: Arc<crate::extensions::Extensions>,
     /// OAuth clients and flows of tool providers.
     pub oauth: Arc<crate::oauth::OAuth>,
+    /// MCP servers used as tool providers (console routes and the catalog's `mcp` source).
+    pub mcp_providers: Arc<crate::mcp_providers::McpProviders>,
+    /// toolplane's own MCP servers (console routes and the `/mcp/server/...` resolver).
+    pub mcp_servers: Arc<crate::mcp_servers::McpServers>,
 }
 
 /// Everything [`AppState::from_parts`] wires together.
@@ -118,11 +122,19 @@ impl AppState {
             config.files_access_timeout,
             net.clone(),
         ));
+        let mcp_providers = Arc::new(crate::mcp_providers::McpProviders::new(
+            store.clone(),
+            keys.clone(),
+            net.clone(),
+            &config.console_api_url,
+        ));
+        let mcp_servers = Arc::new(crate::mcp_servers::McpServers::new(store.clone()));
         let api_tools = Arc::new(ApiTools::new(store.clone(), keys.clone(), net));
         let mut sources: Vec<Arc<dyn ProviderSource>> = vec![
             Arc::new(StaticSource::new(ToolProviderType::Builtin, builtin)),
             Arc::new(ApiProviderSource::new(api_tools.clone())),
             Arc::new(crate::workflows::WorkflowProviderSource::new(workflows.clone())),
+            Arc::new(crate::mcp_providers::McpProviderSource::new(mcp_providers.clone())),
         ];
         if let Some(daemon) = &daemon {
             sources.push(Arc::new(PluginProviderSource::new(daemon.clone())));
@@ -150,6 +162,8 @@ impl AppState {
             tool_files,
             extensions,
             oauth,
+            mcp_providers,
+            mcp_servers,
         }
     }
 

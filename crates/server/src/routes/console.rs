@@ -38,6 +38,7 @@ pub fn router() -> axum::Router<AppState> {
         .route(&format!("{builtin}/credential/info"), get(credential_info))
         .merge(super::api_tools::router())
         .merge(super::workflows::router())
+        .merge(super::mcp::router())
         .merge(super::extensions::console_router())
         .merge(super::oauth::router())
 }
