@@ -6,12 +6,14 @@ mod openapi;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use serde_json::{Map, Value, json};
 use toolplane_core::{InvokeOptions, MessagePayload, ToolProviderType, collect_messages};
 use toolplane_net::{NetConfig, SafeClient};
+use toolplane_server::plugin_tools::CatalogTools;
 use toolplane_server::{AppState, AppStateParts, ServerConfig, Settings};
 use toolplane_store::{BlobConfig, BlobStore, Store};
 
@@ -196,15 +198,40 @@ async fn open(settings: &Settings, config: ServerConfig) -> Result<AppState> {
     let net = NetConfig::from_lookup(settings.lookup())?;
     let client = SafeClient::new(net.clone())?;
     let builtin = toolplane_builtin::providers(client);
-    let daemon = open_daemon(settings, &config, blobs.clone()).await?;
-    Ok(AppState::from_parts(AppStateParts {
+    // Plugins call back into the catalog, which itself lists the plugins: bind the view once the state exists.
+    let catalog_tools = CatalogTools::new();
+    let runtime = plugin_runtime(settings, &config, Some(catalog_tools.clone()));
+    let daemon = open_daemon(settings, &config, blobs.clone(), runtime).await?;
+    let state = AppState::from_parts(AppStateParts {
         config,
         store,
         blobs,
         builtin,
         net,
         daemon: Some(daemon),
-    }))
+    });
+    catalog_tools.bind(&state.catalog);
+    Ok(state)
+}
+
+/// The plugin runtime (`PLUGIN_WORKING_PATH`, `PLUGIN_IDLE_TIMEOUT`, …). `tools` lets plugins call toolplane's tools.
+fn plugin_runtime(
+    settings: &Settings,
+    config: &ServerConfig,
+    tools: Option<Arc<CatalogTools>>,
+) -> toolplane_runtime::PluginRuntime {
+    let (runtime_config, warnings) =
+        toolplane_runtime::RuntimeConfig::from_lookup(&config.data_dir, |name| settings.get(name).map(str::to_owned));
+    for warning in warnings {
+        tracing::warn!("{warning}");
+    }
+    let backwards = toolplane_runtime::Backwards {
+        storage: Some(Arc::new(toolplane_runtime::FsStorage::new(
+            config.data_dir.join("plugin-storage"),
+        ))),
+        tools: tools.map(|t| t as Arc<dyn toolplane_runtime::ToolCatalog>),
+    };
+    toolplane_runtime::PluginRuntime::new(runtime_config, backwards)
 }
 
 fn open_blobs(settings: &Settings, config: &ServerConfig) -> Result<BlobStore> {
@@ -226,8 +253,9 @@ async fn open_daemon(
     settings: &Settings,
     config: &ServerConfig,
     blobs: BlobStore,
+    runtime: toolplane_runtime::PluginRuntime,
 ) -> Result<toolplane_daemon::DaemonState> {
-    toolplane_daemon::DaemonState::open(daemon_config(settings, config)?, blobs)
+    toolplane_daemon::DaemonState::open_with_runtime(daemon_config(settings, config)?, blobs, runtime)
         .await
         .context("cannot open the plugin daemon's database (PLUGIN_DB_URL)")
 }
@@ -240,9 +268,13 @@ async fn run_daemon(settings: Settings, config: ServerConfig) -> Result<()> {
         .await
         .with_context(|| format!("cannot listen on {listen} (SERVER_HOST/SERVER_PORT)"))?;
     let local = listener.local_addr()?;
-    let state = toolplane_daemon::DaemonState::open(daemon_config, blobs).await?;
+    let runtime = plugin_runtime(&settings, &config, None);
+    let state = toolplane_daemon::DaemonState::open_with_runtime(daemon_config, blobs, runtime).await?;
     println!("toolplane plugin daemon is listening on http://{local}");
-    toolplane_daemon::serve_daemon(listener, state, shutdown_signal()).await?;
+    toolplane_daemon::serve_daemon(listener, state.clone(), shutdown_signal()).await?;
+    if let Some(runtime) = state.runtime() {
+        runtime.shutdown().await;
+    }
     Ok(())
 }
 
@@ -272,7 +304,10 @@ async fn serve(settings: Settings, config: ServerConfig) -> Result<()> {
         state_data_dir.join("server_key").display()
     );
     tracing::info!(%local, "server started");
-    toolplane_server::serve(listener, state, shutdown_signal()).await?;
+    toolplane_server::serve(listener, state.clone(), shutdown_signal()).await?;
+    if let Some(runtime) = state.daemon.as_ref().and_then(|d| d.runtime()) {
+        runtime.shutdown().await;
+    }
     tracing::info!("server stopped");
     Ok(())
 }

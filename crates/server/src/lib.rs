@@ -18,6 +18,7 @@ pub mod json;
 pub mod mcp_providers;
 pub mod mcp_servers;
 pub mod oauth;
+pub mod plugin_tools;
 pub mod routes;
 pub mod state;
 pub mod tenant_keys;
