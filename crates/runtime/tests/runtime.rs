@@ -215,9 +215,21 @@ async fn streams_validates_isolates_and_stores() {
     assert!(keys.contains(&"INSTALL_METHOD".to_owned()));
 
     // resource.memory (256 MiB) caps the plugin's heap.
-    let small = runtime.invoke(&uid, &tool_call("alloc", "10000000", "good")).await.unwrap().collect().await.unwrap();
+    let small = runtime
+        .invoke(&uid, &tool_call("alloc", "10000000", "good"))
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
     assert_eq!(small[0]["message"]["text"], "allocated 10000000");
-    let big = runtime.invoke(&uid, &tool_call("alloc", "600000000", "good")).await.unwrap().collect().await.unwrap();
+    let big = runtime
+        .invoke(&uid, &tool_call("alloc", "600000000", "good"))
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
     assert_eq!(big[0]["message"]["text"], "MemoryError");
 
     // Concurrent sessions are multiplexed on one process.
