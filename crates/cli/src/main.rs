@@ -55,6 +55,21 @@ enum Command {
     Plugin(toolplane_daemon::cli::PluginCommand),
     /// Run only the Dify-compatible plugin daemon (as dify-plugin-daemon; SERVER_HOST:SERVER_PORT, default 0.0.0.0:5002).
     Daemon,
+    /// Serve tools over MCP.
+    #[command(subcommand)]
+    Mcp(McpCommand),
+}
+
+#[derive(Subcommand)]
+enum McpCommand {
+    /// Serve a tenant's tools to a desktop MCP client over stdin/stdout (logs go to stderr).
+    Stdio {
+        #[command(flatten)]
+        tenant: TenantArg,
+        /// The tenant's MCP server (name or server code) whose tools to serve; every tool of the tenant when absent.
+        #[arg(long)]
+        server: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -178,6 +193,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Oauth(command) => oauth::run(command, open(&settings, config).await?).await,
         Command::Plugin(command) => toolplane_daemon::cli::run(command).await,
         Command::Daemon => run_daemon(settings, config).await,
+        Command::Mcp(command) => mcp_command(command, open(&settings, config).await?).await,
     }
 }
 
@@ -511,6 +527,26 @@ fn parse_params(params: &[String]) -> Result<Map<String, Value>> {
         out.insert(key.to_owned(), value);
     }
     Ok(out.into_iter().collect())
+}
+
+/// `toolplane mcp …`.
+async fn mcp_command(command: McpCommand, state: AppState) -> Result<()> {
+    match command {
+        McpCommand::Stdio { tenant, server } => {
+            let tenant = find_tenant(&state, &tenant.tenant).await?;
+            let server = state
+                .mcp_servers
+                .local_server(state.catalog.clone(), &tenant.id, server.as_deref())
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            tracing::info!(tenant = %tenant.name, "serving MCP over stdio");
+            // stdout carries only protocol messages; tracing writes to stderr.
+            toolplane_mcp::serve_stdio(server, tokio::io::stdin(), tokio::io::stdout())
+                .await
+                .context("the MCP stdio connection failed")?;
+            Ok(())
+        }
+    }
 }
 
 #[cfg(test)]
