@@ -21,7 +21,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-use support::{TestServer, first_text};
+use support::{Db, Options, TestServer, first_text, postgres_url};
 use tokio::process::{Child, Command};
 use toolplane_mcp::{ClientOptions, McpClient};
 use toolplane_net::{NetConfig, SafeClient};
@@ -435,8 +435,19 @@ async fn start_auth() -> (String, Shared) {
 
 #[tokio::test]
 async fn oauth_protected_mcp_server() {
+    oauth_flow(Db::Sqlite).await;
+    if postgres_url().is_some() {
+        oauth_flow(Db::Postgres).await;
+    }
+}
+
+async fn oauth_flow(db: Db) {
     let (auth_base, auth) = start_auth().await;
-    let s = TestServer::start().await;
+    let s = TestServer::start_with(Options {
+        db,
+        ..Options::default()
+    })
+    .await;
     let (status, created) = send(
         &s,
         reqwest::Method::POST,
@@ -682,5 +693,42 @@ anyio.run(main, sys.argv[1])
             "{seen}"
         );
     }
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn stdio_servers_are_admin_only() {
+    let Some(py) = python() else { return };
+    let s = TestServer::start().await;
+    let body = json!({
+        "name": "Local", "server_identifier": "local",
+        "stdio": {"command": py.display().to_string(),
+                  "args": [mcp_crate().join("tests/python/mcp_server.py").display().to_string(), "stdio"]},
+    });
+    let (status, refused) = send(
+        &s,
+        reqwest::Method::POST,
+        &s.key_a,
+        &s.console("/tool-provider/mcp"),
+        body.clone(),
+    )
+    .await;
+    assert_eq!(status, 403, "{refused}");
+    let response = s
+        .http
+        .post(s.console("/tool-provider/mcp"))
+        .bearer_auth(&s.admin_key)
+        .header("X-Tenant-Id", &s.tenant_a)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let created: Value = response.json().await.unwrap();
+    assert_eq!(created["server_url"], "stdio://******");
+    assert_eq!(created["is_team_authorization"], true, "{created}");
+    // The tenant's own key may use it (the admin configured it).
+    let (status, body) = invoke_mcp(&s, &s.key_a, "local", "echo", json!({"text": "from a child process"})).await;
+    assert_eq!((status, first_text(&body)), (200, "from a child process"), "{body}");
     s.stop().await;
 }
