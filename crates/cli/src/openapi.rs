@@ -221,6 +221,8 @@ pub async fn import(
         privacy_policy: None,
         custom_disclaimer: None,
         labels: Some(labels),
+        connect_timeout: None,
+        read_timeout: None,
     };
     let row = state
         .api_tools

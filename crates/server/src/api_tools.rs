@@ -13,10 +13,15 @@
 //! The catalog builds a provider per row with the decrypted credentials baked into its tools (the catalog resolves
 //! tenant credentials for builtin and plugin providers only). Built providers are cached in memory and rebuilt when
 //! the row changes, so an invocation costs one row read, not a JSON parse and an RSA decryption.
+//!
+//! Each provider may set its own `connect_timeout` and `read_timeout` (seconds); unset ones fall back to
+//! `API_TOOL_DEFAULT_CONNECT_TIMEOUT` / `API_TOOL_DEFAULT_READ_TIMEOUT`. One [`SafeClient`] is kept per distinct
+//! pair of timeouts, so providers with the same settings share a connection pool.
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use serde::Deserialize;
@@ -43,6 +48,8 @@ pub const LABEL_TOOL_TYPE: &str = "api";
 pub const SECRET_FIELD: &str = "api_key_value";
 /// What `test/pre` answers for an empty response body (Dify's text).
 pub const EMPTY_TEST_RESULT: &str = "empty response";
+/// The largest per-provider `connect_timeout` / `read_timeout` accepted, in seconds.
+pub const MAX_TIMEOUT_SECS: f64 = 600.0;
 
 /// How an API provider authenticates (`auth_type`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -145,6 +152,14 @@ pub struct ApiProviderInput {
     pub custom_disclaimer: Option<String>,
     #[serde(default)]
     pub labels: Option<Vec<String>>,
+    /// Connect timeout of the provider's calls in seconds (a number or numeric string, > 0 and at most
+    /// [`MAX_TIMEOUT_SECS`]); null, empty or absent means `API_TOOL_DEFAULT_CONNECT_TIMEOUT`.
+    #[serde(default)]
+    pub connect_timeout: Option<Value>,
+    /// Read timeout of the provider's calls in seconds, with the same rules; the default is
+    /// `API_TOOL_DEFAULT_READ_TIMEOUT`.
+    #[serde(default)]
+    pub read_timeout: Option<Value>,
 }
 
 /// A provider built from a row: identity, credentials (decrypted) and tools.
@@ -206,15 +221,16 @@ pub struct ApiTools {
     timeouts: ApiToolTimeouts,
     load: LoadOptions,
     parse: ParseOptions,
-    client: tokio::sync::OnceCell<SafeClient>,
+    /// One client per distinct (connect, read) timeout pair in use.
+    clients: Mutex<HashMap<(Duration, Duration), SafeClient>>,
     cache: RwLock<HashMap<String, Cached>>,
 }
 
 impl ApiTools {
-    /// A service over the store and tenant keys; outbound requests (tool calls, spec downloads) go through a
-    /// [`SafeClient`] built from `net` with the API-tool timeouts (`API_TOOL_DEFAULT_CONNECT_TIMEOUT`,
-    /// `API_TOOL_DEFAULT_READ_TIMEOUT`) and limits (`API_TOOL_MAX_SPEC_BYTES`, `API_TOOL_MAX_OPERATIONS`) of the
-    /// environment.
+    /// A service over the store and tenant keys; outbound requests (tool calls, spec downloads) go through
+    /// [`SafeClient`]s built from `net` with the API-tool timeouts (each provider's own, else
+    /// `API_TOOL_DEFAULT_CONNECT_TIMEOUT` / `API_TOOL_DEFAULT_READ_TIMEOUT`) and the limits
+    /// (`API_TOOL_MAX_SPEC_BYTES`, `API_TOOL_MAX_OPERATIONS`) of the environment.
     pub fn new(store: Store, keys: Arc<TenantKeys>, net: NetConfig) -> Self {
         Self {
             store,
@@ -223,18 +239,34 @@ impl ApiTools {
             timeouts: ApiToolTimeouts::from_env(),
             load: LoadOptions::from_env(),
             parse: ParseOptions::from_env(),
-            client: tokio::sync::OnceCell::new(),
+            clients: Mutex::new(HashMap::new()),
             cache: RwLock::new(HashMap::new()),
         }
     }
 
-    /// The client for API-tool calls, built on first use.
+    /// The client with the default timeouts, for spec downloads and calls of unsaved providers.
     pub async fn client(&self) -> Result<SafeClient, ApiError> {
-        self.client
-            .get_or_try_init(|| async { SafeClient::new(self.timeouts.apply(self.net.clone())) })
-            .await
-            .cloned()
-            .map_err(ApiError::internal)
+        self.client_for(self.timeouts)
+    }
+
+    /// The client with these timeouts, built on first use and shared by every provider that uses them.
+    pub fn client_for(&self, timeouts: ApiToolTimeouts) -> Result<SafeClient, ApiError> {
+        let mut clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(client) = clients.get(&(timeouts.connect, timeouts.read)) {
+            return Ok(client.clone());
+        }
+        let client = SafeClient::new(timeouts.apply(self.net.clone())).map_err(ApiError::internal)?;
+        clients.insert((timeouts.connect, timeouts.read), client.clone());
+        Ok(client)
+    }
+
+    /// The timeouts a stored provider's calls use: its own where set, the defaults otherwise.
+    pub fn timeouts_of(&self, row: &ApiProviderRecord) -> ApiToolTimeouts {
+        let seconds = |value: Option<f64>| value.and_then(|s| Duration::try_from_secs_f64(s).ok());
+        ApiToolTimeouts {
+            connect: seconds(row.connect_timeout).unwrap_or(self.timeouts.connect),
+            read: seconds(row.read_timeout).unwrap_or(self.timeouts.read),
+        }
     }
 
     /// Parses a spec text into tools. A pasted OpenAI plugin manifest is followed to its `api.url` through the
@@ -344,11 +376,13 @@ impl ApiTools {
     }
 
     /// `GET …/api/get`: `{schema_type, schema, tools, icon, description, credentials (masked), privacy_policy,
-    /// custom_disclaimer, labels}` plus the provider `id` the runtime uses.
+    /// custom_disclaimer, labels}` plus the provider `id` the runtime uses and its effective `connect_timeout` and
+    /// `read_timeout` in seconds (the defaults when the provider sets none).
     pub async fn detail(&self, tenant_id: &str, name: &str) -> Result<Value, ApiError> {
         let row = self.row_by_name(tenant_id, name.trim()).await?;
         let provider = self.provider(&row).await?;
         let tools: Vec<ApiToolBundle> = parse_bundles(&row)?;
+        let timeouts = self.timeouts_of(&row);
         Ok(json!({
             "id": row.id,
             "schema_type": row.schema_type_str,
@@ -360,7 +394,22 @@ impl ApiTools {
             "privacy_policy": row.privacy_policy,
             "custom_disclaimer": row.custom_disclaimer,
             "labels": provider.labels,
+            "connect_timeout": timeouts.connect.as_secs_f64(),
+            "read_timeout": timeouts.read.as_secs_f64(),
         }))
+    }
+
+    /// The masked credentials of the tenant's provider with this row id, as `tools/api` shows them; `None` when
+    /// there is no such provider. The generic provider listing (`tool-providers?type=api`) uses it.
+    pub async fn masked_credentials(
+        &self,
+        tenant_id: &str,
+        provider_id: &str,
+    ) -> Result<Option<Map<String, Value>>, ApiError> {
+        Ok(self
+            .provider_by_id(tenant_id, provider_id)
+            .await?
+            .map(|p| p.masked_credentials()))
     }
 
     /// `GET …/api/tools`: the provider's tools as `ToolApiEntity`s.
@@ -426,6 +475,7 @@ impl ApiTools {
             .ok_or_else(|| format!("invalid tool name {}", request.tool_name))?;
         let mut credentials = request.credentials;
         let mut provider_id = String::new();
+        let mut timeouts = self.timeouts;
         if let Some(name) = request
             .provider_name
             .as_deref()
@@ -440,10 +490,11 @@ impl ApiTools {
         {
             let stored = self.decrypt(tenant_id, &row).await.map_err(|e| e.message)?;
             credentials = keep_masked_secret(credentials, &stored);
+            timeouts = self.timeouts_of(&row);
             provider_id = row.id;
         }
         let credentials = checked_credentials(&provider_id, credentials).map_err(|e| e.message)?;
-        let client = self.client().await.map_err(|e| e.message)?;
+        let client = self.client_for(timeouts).map_err(|e| e.message)?;
         let tool = ApiTool::new(bundle, &provider_id, credentials, client);
         let messages = tool.call(&request.parameters).await.map_err(|e| e.to_string())?;
         let body = render_messages(&messages);
@@ -506,6 +557,8 @@ impl ApiTools {
             credentials_str: Value::Object(encrypted).to_string(),
             privacy_policy: input.privacy_policy.clone(),
             custom_disclaimer: input.custom_disclaimer.clone().unwrap_or_default(),
+            connect_timeout: checked_timeout("connect_timeout", input.connect_timeout.as_ref())?,
+            read_timeout: checked_timeout("read_timeout", input.read_timeout.as_ref())?,
         })
     }
 
@@ -559,7 +612,7 @@ impl ApiTools {
     async fn build(&self, row: &ApiProviderRecord, labels: Vec<String>) -> Result<ApiProvider, ApiError> {
         let credentials = self.decrypt(&row.tenant_id, row).await?;
         let bundles = parse_bundles(row)?;
-        let client = self.client().await?;
+        let client = self.client_for(self.timeouts_of(row))?;
         let author = self
             .store
             .accounts()
@@ -714,6 +767,30 @@ fn keep_masked_secret(mut submitted: Map<String, Value>, stored: &Map<String, Va
     submitted
 }
 
+/// A submitted timeout in seconds: a number or numeric string, > 0 and at most [`MAX_TIMEOUT_SECS`]; null or an
+/// empty string means "use the default" (`None`).
+fn checked_timeout(field: &str, value: Option<&Value>) -> Result<Option<f64>, ApiError> {
+    let seconds = match value {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::String(text)) if text.trim().is_empty() => return Ok(None),
+        Some(Value::Number(n)) => n.as_f64(),
+        Some(Value::String(text)) => text.trim().parse::<f64>().ok(),
+        Some(_) => None,
+    };
+    let Some(seconds) = seconds.filter(|s| s.is_finite()) else {
+        return Err(ApiError::invalid(format!(
+            "{field} must be a number of seconds, got {}",
+            value.map(Value::to_string).unwrap_or_default()
+        )));
+    };
+    if seconds <= 0.0 || seconds > MAX_TIMEOUT_SECS {
+        return Err(ApiError::invalid(format!(
+            "{field} must be greater than 0 and at most {MAX_TIMEOUT_SECS} seconds, got {seconds}"
+        )));
+    }
+    Ok(Some(seconds))
+}
+
 fn known_labels(labels: Option<&[String]>) -> Vec<String> {
     labels
         .unwrap_or_default()
@@ -738,6 +815,8 @@ fn fingerprint(row: &ApiProviderRecord, labels: &[String]) -> u64 {
         &row.tools_str,
         &row.credentials_str,
         &row.user_id,
+        row.connect_timeout.map(f64::to_bits),
+        row.read_timeout.map(f64::to_bits),
         labels,
     )
         .hash(&mut hasher);

@@ -215,6 +215,13 @@ async fn import_list_invoke_update_and_delete() {
     assert_eq!(providers.as_array().unwrap().len(), 1);
     assert_eq!(providers[0]["id"], provider_id.as_str());
     assert_eq!(providers[0]["name"], "pets");
+    assert_eq!(
+        providers[0]["team_credentials"], provider["team_credentials"],
+        "the generic listing shows the masked credentials of tools/api"
+    );
+    assert_eq!(providers[0]["team_credentials"]["api_key_value"], "sk************56");
+    assert_eq!(providers[0]["team_credentials"]["api_key_header"], "Authorization");
+    assert_eq!(providers[0]["allow_delete"], true);
 
     // Detail: masked credentials, original schema, stored extras.
     let (status, detail) = s
@@ -563,5 +570,173 @@ async fn bad_specs_and_credentials_are_clear_400s() {
         .get(&s.key_a, &s.console("/tool-provider/api/get?provider=missing"))
         .await;
     assert_eq!(status, 400);
+    s.stop().await;
+}
+
+/// A loopback upstream whose `GET /sleep?ms=N` answers `{"slept": N}` after N milliseconds.
+async fn sleepy_upstream() -> String {
+    #[derive(serde::Deserialize)]
+    struct Sleep {
+        ms: u64,
+    }
+    async fn sleep(axum::extract::Query(q): axum::extract::Query<Sleep>) -> axum::Json<Value> {
+        tokio::time::sleep(std::time::Duration::from_millis(q.ms)).await;
+        axum::Json(json!({"slept": q.ms}))
+    }
+    let app = axum::Router::new().route("/sleep", axum::routing::get(sleep));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    base
+}
+
+#[tokio::test]
+async fn timeouts_are_per_provider() {
+    let s = TestServer::start().await;
+    let base = sleepy_upstream().await;
+    let spec = json!({
+        "openapi": "3.0.3",
+        "info": {"title": "Sleepy", "version": "1"},
+        "servers": [{"url": base}],
+        "paths": {"/sleep": {"get": {
+            "operationId": "sleep",
+            "summary": "Answer after a delay",
+            "parameters": [{"name": "ms", "in": "query", "required": true, "schema": {"type": "integer"}}]
+        }}}
+    })
+    .to_string();
+    let add_with = |name: &'static str, timeouts: Value| {
+        let mut body = json!({
+            "provider": name,
+            "icon": {"background": "#FFEAD5", "content": "💤"},
+            "credentials": {"auth_type": "none"},
+            "schema_type": "openapi",
+            "schema": spec,
+        });
+        body.as_object_mut()
+            .unwrap()
+            .extend(timeouts.as_object().unwrap().clone());
+        let url = s.console("/tool-provider/api/add");
+        let s = &s;
+        async move { s.post(&s.key_a, &url, body).await }
+    };
+
+    // Out-of-range and non-numeric timeouts are 400s naming the field.
+    let bad = [
+        (
+            json!({"read_timeout": 0}),
+            "read_timeout must be greater than 0 and at most 600 seconds, got 0",
+        ),
+        (json!({"read_timeout": -3}), "read_timeout must be greater than 0"),
+        (
+            json!({"connect_timeout": 601}),
+            "connect_timeout must be greater than 0 and at most 600 seconds, got 601",
+        ),
+        (
+            json!({"connect_timeout": "soon"}),
+            "connect_timeout must be a number of seconds, got \"soon\"",
+        ),
+        (json!({"read_timeout": [1]}), "read_timeout must be a number of seconds"),
+    ];
+    for (timeouts, expected) in bad {
+        let (status, body) = add_with("bad", timeouts.clone()).await;
+        assert_eq!(status, 400, "{timeouts}: {body}");
+        let message = body["message"].as_str().unwrap();
+        assert!(message.contains(expected), "{timeouts}: {message}");
+    }
+    let (status, list) = s.get(&s.key_a, &s.console("/tools/api")).await;
+    assert_eq!((status, list), (200, json!([])), "nothing was stored");
+
+    let (status, body) = add_with("impatient", json!({"read_timeout": 1, "connect_timeout": "5"})).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = add_with("patient", json!({"read_timeout": null})).await;
+    assert_eq!(status, 200, "{body}");
+
+    let (_, impatient) = s
+        .get(&s.key_a, &s.console("/tool-provider/api/get?provider=impatient"))
+        .await;
+    assert_eq!(
+        (
+            impatient["connect_timeout"].as_f64(),
+            impatient["read_timeout"].as_f64()
+        ),
+        (Some(5.0), Some(1.0))
+    );
+    let (_, patient) = s
+        .get(&s.key_a, &s.console("/tool-provider/api/get?provider=patient"))
+        .await;
+    assert_eq!(
+        (patient["connect_timeout"].as_f64(), patient["read_timeout"].as_f64()),
+        (Some(10.0), Some(60.0)),
+        "unset timeouts report the defaults"
+    );
+    let row = s
+        .state
+        .store
+        .api_providers()
+        .get_by_name(&s.tenant_a, "patient")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (row.connect_timeout, row.read_timeout),
+        (None, None),
+        "defaults are not pinned in the row"
+    );
+
+    let impatient_id = impatient["id"].as_str().unwrap().to_owned();
+    let patient_id = patient["id"].as_str().unwrap().to_owned();
+
+    // The 1 s read timeout cuts a 3 s response short, well before it would arrive.
+    let started = std::time::Instant::now();
+    let (status, body) = invoke_api(&s, &s.key_a, &impatient_id, "sleep", json!({"ms": 3000})).await;
+    let elapsed = started.elapsed();
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (502, Some("tool_invoke_error")),
+        "{body}"
+    );
+    assert!(body["message"].as_str().unwrap().contains("timed out"), "{body}");
+    assert!(elapsed < std::time::Duration::from_secs(2), "took {elapsed:?}");
+    // The same provider answers when the upstream is quick.
+    let (status, body) = invoke_api(&s, &s.key_a, &impatient_id, "sleep", json!({"ms": 10})).await;
+    assert_eq!(status, 200, "{body}");
+
+    // The provider with the default read timeout waits for a 1 s response: the setting is per provider.
+    let (status, body) = invoke_api(&s, &s.key_a, &patient_id, "sleep", json!({"ms": 1000})).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["messages"][0]["message"]["json_object"]["slept"], 1000);
+
+    // An update applies to the next call: with the limit cleared, a 1.5 s wait succeeds for `impatient` too.
+    let (status, body) = invoke_api(&s, &s.key_a, &impatient_id, "sleep", json!({"ms": 1500})).await;
+    assert_eq!(status, 502, "{body}");
+    let (status, body) = s
+        .post(
+            &s.key_a,
+            &s.console("/tool-provider/api/update"),
+            json!({
+                "original_provider": "impatient",
+                "provider": "impatient",
+                "icon": {"background": "#FFEAD5", "content": "💤"},
+                "credentials": {"auth_type": "none"},
+                "schema_type": "openapi",
+                "schema": spec,
+                "read_timeout": "",
+            }),
+        )
+        .await;
+    assert_eq!((status, &body), (200, &json!({"result": "success"})));
+    let (status, body) = invoke_api(&s, &s.key_a, &impatient_id, "sleep", json!({"ms": 1500})).await;
+    assert_eq!(status, 200, "{body}");
+    let (_, impatient) = s
+        .get(&s.key_a, &s.console("/tool-provider/api/get?provider=impatient"))
+        .await;
+    assert_eq!(
+        (
+            impatient["connect_timeout"].as_f64(),
+            impatient["read_timeout"].as_f64()
+        ),
+        (Some(10.0), Some(60.0))
+    );
     s.stop().await;
 }

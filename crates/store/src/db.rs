@@ -216,6 +216,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../migrations/sqlite/0008_mcp.sql"),
         include_str!("../migrations/postgres/0008_mcp.sql"),
     ),
+    (
+        10,
+        "api_provider_timeouts",
+        include_str!("../migrations/sqlite/0010_api_provider_timeouts.sql"),
+        include_str!("../migrations/postgres/0010_api_provider_timeouts.sql"),
+    ),
 ];
 
 /// The embedded migrator for one dialect.

@@ -611,8 +611,11 @@ async fn api_providers_are_unique_per_tenant_and_isolated() {
         );
         assert!(!store.api_providers().delete(&b.id, &created.id).await.unwrap());
 
+        assert_eq!((created.connect_timeout, created.read_timeout), (None, None));
         let renamed = toolplane_store::ApiProviderFields {
             name: "pets".into(),
+            connect_timeout: Some(2.5),
+            read_timeout: Some(30.0),
             ..fields.clone()
         };
         let updated = store
@@ -621,6 +624,9 @@ async fn api_providers_are_unique_per_tenant_and_isolated() {
             .await
             .unwrap();
         assert_eq!(updated.name, "pets");
+        assert_eq!((updated.connect_timeout, updated.read_timeout), (Some(2.5), Some(30.0)));
+        let read = store.api_providers().get(&a.id, &created.id).await.unwrap().unwrap();
+        assert_eq!((read.connect_timeout, read.read_timeout), (Some(2.5), Some(30.0)));
         assert!(
             store
                 .api_providers()

@@ -310,6 +310,12 @@ async fn provider_entity(
     };
     let team_credentials: Map<String, Value> = match (&default, detail) {
         (Some(view), Detail::WithTools | Detail::Info) => view.credentials.clone(),
+        // API providers carry their own credentials: show them masked, as `tools/api` does.
+        _ if provider.provider_type() == ToolProviderType::Api => state
+            .api_tools
+            .masked_credentials(tenant_id, provider.id())
+            .await?
+            .unwrap_or_default(),
         _ => entity
             .credentials_schema
             .iter()

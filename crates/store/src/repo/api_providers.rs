@@ -9,7 +9,7 @@ use crate::error::map_unique;
 use crate::{Store, StoreError};
 
 /// A row of `tool_api_providers`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ApiProviderRecord {
     pub id: String,
     /// Unique per tenant; the console addresses providers by name.
@@ -29,6 +29,10 @@ pub struct ApiProviderRecord {
     pub credentials_str: String,
     pub privacy_policy: Option<String>,
     pub custom_disclaimer: String,
+    /// Connect timeout of the provider's calls in seconds; `None` means the server's default.
+    pub connect_timeout: Option<f64>,
+    /// Read timeout of the provider's calls in seconds; `None` means the server's default.
+    pub read_timeout: Option<f64>,
     /// Unix milliseconds.
     pub created_at: i64,
     /// Unix milliseconds.
@@ -36,7 +40,7 @@ pub struct ApiProviderRecord {
 }
 
 /// The writable fields of a provider, for insert and update.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct ApiProviderFields {
     pub name: String,
     pub icon: String,
@@ -47,10 +51,15 @@ pub struct ApiProviderFields {
     pub credentials_str: String,
     pub privacy_policy: Option<String>,
     pub custom_disclaimer: String,
+    /// Connect timeout in seconds; `None` means the server's default.
+    pub connect_timeout: Option<f64>,
+    /// Read timeout in seconds; `None` means the server's default.
+    pub read_timeout: Option<f64>,
 }
 
 const COLUMNS: &str = "id, name, icon, schema, schema_type_str, user_id, tenant_id, description, tools_str, \
-                       credentials_str, privacy_policy, custom_disclaimer, created_at, updated_at";
+                       credentials_str, privacy_policy, custom_disclaimer, connect_timeout, read_timeout, \
+                       created_at, updated_at";
 
 fn from_row(row: &AnyRow) -> Result<ApiProviderRecord, sqlx::Error> {
     Ok(ApiProviderRecord {
@@ -66,6 +75,8 @@ fn from_row(row: &AnyRow) -> Result<ApiProviderRecord, sqlx::Error> {
         credentials_str: row.try_get("credentials_str")?,
         privacy_policy: row.try_get("privacy_policy")?,
         custom_disclaimer: row.try_get("custom_disclaimer")?,
+        connect_timeout: row.try_get("connect_timeout")?,
+        read_timeout: row.try_get("read_timeout")?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
     })
@@ -102,7 +113,7 @@ impl ApiProviders<'_> {
     ) -> Result<ApiProviderRecord, StoreError> {
         let now = now_ms();
         let sql = format!(
-            "INSERT INTO tool_api_providers ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13) \
+            "INSERT INTO tool_api_providers ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $15) \
              RETURNING {COLUMNS}"
         );
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))
@@ -118,6 +129,8 @@ impl ApiProviders<'_> {
             .bind(&fields.credentials_str)
             .bind(fields.privacy_policy.as_deref())
             .bind(&fields.custom_disclaimer)
+            .bind(fields.connect_timeout)
+            .bind(fields.read_timeout)
             .bind(now)
             .fetch_one(self.store.pool())
             .await
@@ -134,7 +147,8 @@ impl ApiProviders<'_> {
     ) -> Result<ApiProviderRecord, StoreError> {
         let sql = format!(
             "UPDATE tool_api_providers SET name = $3, icon = $4, schema = $5, schema_type_str = $6, description = $7, \
-             tools_str = $8, credentials_str = $9, privacy_policy = $10, custom_disclaimer = $11, updated_at = $12 \
+             tools_str = $8, credentials_str = $9, privacy_policy = $10, custom_disclaimer = $11, connect_timeout = $12, \
+             read_timeout = $13, updated_at = $14 \
              WHERE tenant_id = $1 AND id = $2 RETURNING {COLUMNS}"
         );
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))
@@ -149,6 +163,8 @@ impl ApiProviders<'_> {
             .bind(&fields.credentials_str)
             .bind(fields.privacy_policy.as_deref())
             .bind(&fields.custom_disclaimer)
+            .bind(fields.connect_timeout)
+            .bind(fields.read_timeout)
             .bind(now_ms())
             .fetch_optional(self.store.pool())
             .await
