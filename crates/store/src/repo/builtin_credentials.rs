@@ -290,8 +290,31 @@ impl BuiltinCredentials<'_> {
     /// Unlike Dify, which clears the flag only on the calling user's rows, this clears it on every row of the
     /// (tenant, provider), so there is never more than one default.
     pub async fn set_default(&self, tenant_id: &str, provider: &str, id: &str) -> Result<(), StoreError> {
-        // One statement, so it is atomic without an explicit transaction (and SQLite never has to upgrade a read
-        // lock to a write lock, which can fail immediately under concurrent writers).
+        // Concurrent calls must not leave two defaults. Under PostgreSQL's READ COMMITTED a single UPDATE would not
+        // see a credential inserted (and made default) after its snapshot, so calls for one tenant are serialised on
+        // the tenant's row first; the UPDATE that follows then sees every committed credential. The lock statement is
+        // a write, so SQLite takes its write lock up front instead of upgrading a read lock (which can fail at once).
+        // A deadlock victim or a still-busy SQLite rolls back whole and is tried again.
+        const ATTEMPTS: u32 = 5;
+        let mut attempt = 1;
+        loop {
+            match self.set_default_once(tenant_id, provider, id).await {
+                Err(StoreError::Database(e)) if attempt < ATTEMPTS && is_contention(&e) => {
+                    tracing::debug!(attempt, error = %e, "set_default collided with a concurrent writer; retrying");
+                    tokio::time::sleep(std::time::Duration::from_millis(10 * u64::from(attempt))).await;
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn set_default_once(&self, tenant_id: &str, provider: &str, id: &str) -> Result<(), StoreError> {
+        let mut tx = self.store.pool().begin().await?;
+        sqlx::query("UPDATE tenants SET id = id WHERE id = $1")
+            .bind(tenant_id)
+            .execute(&mut *tx)
+            .await?;
         let done = sqlx::query(
             "UPDATE tool_builtin_providers SET is_default = (id = $3) WHERE tenant_id = $1 AND provider = $2 \
              AND EXISTS (SELECT 1 FROM tool_builtin_providers WHERE tenant_id = $1 AND provider = $2 AND id = $3)",
@@ -299,11 +322,12 @@ impl BuiltinCredentials<'_> {
         .bind(tenant_id)
         .bind(provider)
         .bind(id)
-        .execute(self.store.pool())
+        .execute(&mut *tx)
         .await?;
         if done.rows_affected() == 0 {
             return Err(not_found(id));
         }
+        tx.commit().await?;
         Ok(())
     }
 
@@ -327,4 +351,16 @@ impl BuiltinCredentials<'_> {
             .await?;
         Ok(done.rows_affected())
     }
+}
+
+/// Whether a statement failed only because a concurrent writer got in the way: a PostgreSQL deadlock or
+/// serialization failure, or SQLite still busy (or locked) after its busy timeout.
+fn is_contention(error: &sqlx::Error) -> bool {
+    let sqlx::Error::Database(db) = error else {
+        return false;
+    };
+    matches!(
+        db.code().as_deref(),
+        Some("40P01" | "40001" | "5" | "6" | "517" | "261")
+    )
 }
