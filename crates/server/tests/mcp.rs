@@ -732,3 +732,113 @@ async fn stdio_servers_are_admin_only() {
     assert_eq!((status, first_text(&body)), (200, "from a child process"), "{body}");
     s.stop().await;
 }
+
+/// Figures (run with `--ignored --nocapture`, release): the proxy overhead of serving a Python MCP server's tool
+/// through `/v1/tools/invoke` against calling it directly, and `tools/call` throughput of toolplane's MCP server
+/// (builtin `current_time`, 10 concurrent session clients) behind the store resolver.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark"]
+async fn mcp_figures() {
+    let Some(py) = python() else { return };
+    let server = start_python_server(&py).await;
+    let s = TestServer::start().await;
+    let url = format!("http://127.0.0.1:{}/mcp", server.port);
+    let (status, _) = send(
+        &s,
+        reqwest::Method::POST,
+        &s.key_a,
+        &s.console("/tool-provider/mcp"),
+        json!({"server_url": url, "name": "Py", "server_identifier": "py"}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let n = 100;
+    let percentile = |mut v: Vec<Duration>, p: f64| {
+        v.sort();
+        v[((v.len() as f64 - 1.0) * p) as usize]
+    };
+    // Direct: one session, N calls; and a new connection per call (what a proxied call does).
+    let client = McpClient::connect_http(loopback(), &url, ClientOptions::default())
+        .await
+        .unwrap();
+    let mut session = Vec::new();
+    for _ in 0..n {
+        let t = std::time::Instant::now();
+        let mut args = serde_json::Map::new();
+        args.insert("text".into(), json!("x"));
+        client.call_tool("echo", args, Default::default()).await.unwrap();
+        session.push(t.elapsed());
+    }
+    client.close().await;
+    let mut fresh = Vec::new();
+    for _ in 0..n {
+        let t = std::time::Instant::now();
+        let client = McpClient::connect_http(loopback(), &url, ClientOptions::default())
+            .await
+            .unwrap();
+        let mut args = serde_json::Map::new();
+        args.insert("text".into(), json!("x"));
+        client.call_tool("echo", args, Default::default()).await.unwrap();
+        fresh.push(t.elapsed());
+        client.close().await;
+    }
+    let mut proxied = Vec::new();
+    for _ in 0..n {
+        let t = std::time::Instant::now();
+        let (status, _) = invoke_mcp(&s, &s.key_a, "py", "echo", json!({"text": "x"})).await;
+        assert_eq!(status, 200);
+        proxied.push(t.elapsed());
+    }
+    eprintln!(
+        "FIGURE python echo p50: direct session {:?}, direct connect-per-call {:?}, via /v1/tools/invoke {:?}",
+        percentile(session, 0.5),
+        percentile(fresh, 0.5),
+        percentile(proxied, 0.5)
+    );
+
+    // toolplane as an MCP server, 10 concurrent clients.
+    let (_, open) = s
+        .post(
+            &s.key_a,
+            &s.console("/mcp-servers"),
+            json!({"name": "clock", "entries": [{"kind": "tool", "provider_type": "builtin", "provider_id": "time", "tool_name": "current_time"}]}),
+        )
+        .await;
+    let server_url = s.url(open["server_path"].as_str().unwrap());
+    let per_client = 2000;
+    let started = std::time::Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..10 {
+        let server_url = server_url.clone();
+        tasks.push(tokio::spawn(async move {
+            let client = McpClient::connect_http(loopback(), &server_url, ClientOptions::default())
+                .await
+                .unwrap();
+            let mut latencies = Vec::with_capacity(per_client);
+            for _ in 0..per_client {
+                let t = std::time::Instant::now();
+                client
+                    .call_tool("current_time", Default::default(), Default::default())
+                    .await
+                    .unwrap();
+                latencies.push(t.elapsed());
+            }
+            client.close().await;
+            latencies
+        }));
+    }
+    let mut all = Vec::new();
+    for task in tasks {
+        all.extend(task.await.unwrap());
+    }
+    let elapsed = started.elapsed();
+    eprintln!(
+        "FIGURE toolplane MCP server tools/call: {} calls in {:?} = {:.0} calls/s, p50 {:?}, p99 {:?}",
+        all.len(),
+        elapsed,
+        all.len() as f64 / elapsed.as_secs_f64(),
+        percentile(all.clone(), 0.5),
+        percentile(all, 0.99)
+    );
+    s.stop().await;
+}
