@@ -286,6 +286,9 @@ struct Auth {
     counter: u32,
     refreshes: u32,
     expires_in: i64,
+    /// Offer only the client-credentials grant (client `machine`, secret `s3cret`).
+    client_credentials_only: bool,
+    grants: u32,
 }
 
 type Shared = Arc<Mutex<Auth>>;
@@ -296,7 +299,19 @@ async fn prm(State(s): State<Shared>) -> Json<Value> {
 }
 
 async fn as_metadata(State(s): State<Shared>) -> Json<Value> {
-    let base = s.lock().unwrap().base.clone();
+    let (base, cc_only) = {
+        let auth = s.lock().unwrap();
+        (auth.base.clone(), auth.client_credentials_only)
+    };
+    if cc_only {
+        return Json(json!({
+            "issuer": format!("{base}/auth"),
+            "token_endpoint": format!("{base}/auth/token"),
+            "response_types_supported": [],
+            "grant_types_supported": ["client_credentials"],
+            "token_endpoint_auth_methods_supported": ["client_secret_basic"],
+        }));
+    }
     Json(json!({
         "issuer": format!("{base}/auth"),
         "authorization_endpoint": format!("{base}/auth/authorize"),
@@ -338,7 +353,7 @@ async fn authorize(State(s): State<Shared>, Query(q): Query<HashMap<String, Stri
     Redirect::to(&format!("{redirect}?code={code}&state={}", q["state"])).into_response()
 }
 
-async fn token(State(s): State<Shared>, Form(f): Form<HashMap<String, String>>) -> Response {
+async fn token(State(s): State<Shared>, headers: HeaderMap, Form(f): Form<HashMap<String, String>>) -> Response {
     let mut auth = s.lock().unwrap();
     auth.counter += 1;
     let n = auth.counter;
@@ -354,6 +369,19 @@ async fn token(State(s): State<Shared>, Form(f): Form<HashMap<String, String>>) 
             {
                 return (StatusCode::BAD_REQUEST, Json(json!({"error": "invalid_grant"}))).into_response();
             }
+        }
+        Some("client_credentials") => {
+            let expected = format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode("machine:s3cret")
+            );
+            if headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) != Some(expected.as_str()) {
+                return (StatusCode::UNAUTHORIZED, Json(json!({"error": "invalid_client"}))).into_response();
+            }
+            auth.grants += 1;
+            let access = format!("access-{n}");
+            auth.access.push(access.clone());
+            return Json(json!({"access_token": access, "token_type": "Bearer", "expires_in": 3600})).into_response();
         }
         Some("refresh_token") => {
             let presented = f.get("refresh_token").cloned().unwrap_or_default();
@@ -840,5 +868,45 @@ async fn mcp_figures() {
         percentile(all.clone(), 0.5),
         percentile(all, 0.99)
     );
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn client_credentials_with_a_pre_registered_client() {
+    let (auth_base, auth) = start_auth().await;
+    auth.lock().unwrap().client_credentials_only = true;
+    let s = TestServer::start().await;
+    let (status, created) = send(
+        &s,
+        reqwest::Method::POST,
+        &s.key_a,
+        &s.console("/tool-provider/mcp"),
+        json!({"server_url": format!("{auth_base}/mcp"), "name": "Machine", "server_identifier": "machine",
+               "authentication": {"client_id": "machine", "client_secret": "s3cret"}}),
+    )
+    .await;
+    assert_eq!(status, 200, "{created}");
+    assert_eq!(created["is_team_authorization"], false);
+    assert_eq!(
+        created["authentication"],
+        json!({"client_id": "ma***ne", "client_secret": "******"})
+    );
+    let provider_id = created["id"].as_str().unwrap().to_owned();
+    let (status, body) = s
+        .post(
+            &s.key_a,
+            &s.console("/tool-provider/mcp/auth"),
+            json!({"provider_id": provider_id}),
+        )
+        .await;
+    assert_eq!((status, &body), (200, &json!({"result": "success"})));
+    assert_eq!(auth.lock().unwrap().grants, 1);
+    let (status, body) = invoke_mcp(&s, &s.key_a, "machine", "secret", json!({})).await;
+    assert_eq!((status, first_text(&body)), (200, "the secret is 42"), "{body}");
+    // No refresh token: a 401 gets a new client-credentials grant and one retry.
+    auth.lock().unwrap().access.clear();
+    let (status, body) = invoke_mcp(&s, &s.key_a, "machine", "secret", json!({})).await;
+    assert_eq!((status, first_text(&body)), (200, "the secret is 42"), "{body}");
+    assert_eq!(auth.lock().unwrap().grants, 2);
     s.stop().await;
 }
