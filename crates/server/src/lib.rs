@@ -53,7 +53,7 @@ pub fn router(state: AppState) -> axum::Router {
             state.catalog.clone(),
         )),
         toolplane_mcp::HttpOptions {
-            public_base_url: Some(state.config.console_api_url.clone()),
+            public_base_url: mcp_servers::public_base_url(&state.config.console_api_url),
             ..toolplane_mcp::HttpOptions::default()
         },
     );

@@ -97,6 +97,19 @@ fn entries_json(entries: &[ExposedEntry]) -> Result<String, ApiError> {
     serde_json::to_string(entries).map_err(ApiError::internal)
 }
 
+/// The public base URL announced in protected resource metadata: `CONSOLE_API_URL` when it names a reachable
+/// host and port, else `None` (the router then uses each request's `Host`), so the default `http://{bind}` of an
+/// unconfigured server (`0.0.0.0`, port 0) is never announced.
+pub fn public_base_url(console_api_url: &str) -> Option<String> {
+    let url = url::Url::parse(console_api_url).ok()?;
+    let unspecified = match url.host()? {
+        url::Host::Ipv4(ip) => ip.is_unspecified(),
+        url::Host::Ipv6(ip) => ip.is_unspecified(),
+        url::Host::Domain(_) => false,
+    };
+    (!unspecified && url.port() != Some(0)).then(|| console_api_url.trim_end_matches('/').to_owned())
+}
+
 /// The path a server is reached at.
 pub fn server_path(server_code: &str) -> String {
     format!("/mcp/server/{server_code}/mcp")
@@ -345,5 +358,21 @@ impl McpServerResolver for StoreResolver {
             }
         }
         Ok(server)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn public_base_url_skips_unspecified_binds() {
+        assert_eq!(public_base_url("http://0.0.0.0:5001"), None);
+        assert_eq!(public_base_url("http://127.0.0.1:0"), None);
+        assert_eq!(public_base_url("http://[::]:5001"), None);
+        assert_eq!(
+            public_base_url("https://tools.example.com/"),
+            Some("https://tools.example.com".to_owned())
+        );
     }
 }

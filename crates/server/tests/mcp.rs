@@ -646,6 +646,30 @@ async fn toolplane_serves_time_tools_over_mcp() {
     options
         .headers
         .insert("Authorization".into(), format!("Bearer {api_key}"));
+    // The resource-server pieces: a challenge naming the protected resource metadata, which names this URL.
+    let challenge = s
+        .http
+        .post(&keyed_url)
+        .header("Accept", "application/json, text/event-stream")
+        .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(challenge.status(), 401);
+    let www = challenge.headers()[header::WWW_AUTHENTICATE]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let metadata_url = www
+        .split("resource_metadata=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_owned();
+    let metadata: Value = s.http.get(&metadata_url).send().await.unwrap().json().await.unwrap();
+    assert_eq!(metadata["resource"], keyed_url, "{metadata}");
     let client = McpClient::connect_http(loopback(), &keyed_url, options).await.unwrap();
     assert!(
         client
