@@ -43,8 +43,9 @@ pub const STATE_TTL: Duration = Duration::from_secs(600);
 pub const REFRESH_MARGIN: Duration = Duration::from_secs(60);
 const STDIO_PREFIX: &str = "stdio:";
 
-/// The credentials document, encrypted as a whole in `encrypted_credentials`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+/// The credentials document, encrypted as a whole in `encrypted_credentials`. Its `Debug` output names what is
+/// present, never the secrets.
+#[derive(Clone, Default, Serialize, Deserialize)]
 pub struct StoredCredentials {
     /// The OAuth client: entered by an administrator or registered dynamically.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -63,8 +64,20 @@ pub struct StoredCredentials {
     pub grant_type: Option<String>,
 }
 
-/// A local server (stdio), administrators only.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+impl std::fmt::Debug for StoredCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredCredentials")
+            .field("has_client", &self.client_information.is_some())
+            .field("is_dynamic_registration", &self.is_dynamic_registration)
+            .field("has_discovery", &self.discovery.is_some())
+            .field("has_tokens", &self.tokens.is_some())
+            .field("grant_type", &self.grant_type)
+            .finish()
+    }
+}
+
+/// A local server (stdio), administrators only. No `Debug`: `env` may hold secrets.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StdioInput {
     pub command: String,
     #[serde(default)]
@@ -83,7 +96,7 @@ pub struct ConfigurationInput {
 }
 
 /// Dify's `authentication`: a pre-registered OAuth client.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Clone, Default, Deserialize)]
 pub struct AuthenticationInput {
     #[serde(default)]
     pub client_id: Option<String>,
@@ -92,7 +105,7 @@ pub struct AuthenticationInput {
 }
 
 /// The create/update payload (Dify's, plus `stdio` for local servers).
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Clone, Default, Deserialize)]
 pub struct McpProviderInput {
     #[serde(default)]
     pub server_url: String,
@@ -115,14 +128,25 @@ pub struct McpProviderInput {
     pub stdio: Option<StdioInput>,
 }
 
-/// A decrypted row.
-#[derive(Debug, Clone)]
+/// A decrypted row. Its `Debug` output leaves out the URL and header values.
+#[derive(Clone)]
 pub struct DecryptedProvider {
     pub record: McpProviderRecord,
     /// The URL, or `stdio:{json}`.
     pub server_url: String,
     pub headers: BTreeMap<String, String>,
     pub credentials: StoredCredentials,
+}
+
+impl std::fmt::Debug for DecryptedProvider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DecryptedProvider")
+            .field("id", &self.record.id)
+            .field("server_identifier", &self.record.server_identifier)
+            .field("header_names", &self.headers.keys().collect::<Vec<_>>())
+            .field("credentials", &self.credentials)
+            .finish()
+    }
 }
 
 impl DecryptedProvider {
@@ -413,8 +437,7 @@ impl McpProviders {
         input: McpProviderInput,
     ) -> Result<Value, ApiError> {
         let server_url = match &input.stdio {
-            Some(stdio) if !is_admin => {
-                let _ = stdio;
+            Some(_) if !is_admin => {
                 return Err(ApiError::forbidden(
                     "stdio MCP servers run local programs; only an admin key may add them",
                 ));
