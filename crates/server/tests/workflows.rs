@@ -843,3 +843,54 @@ async fn runs_pick_the_draft_or_a_published_version() {
     );
     s.stop().await;
 }
+
+/// A workflow tool exposed by toolplane's MCP server: an MCP client lists it with its LLM parameters and calls it;
+/// the workflow's outputs come back as structured content.
+#[tokio::test]
+async fn workflow_tools_are_served_over_mcp() {
+    use toolplane_mcp::{ClientOptions, McpClient};
+    use toolplane_net::{NetConfig, SafeClient};
+
+    let s = TestServer::start().await;
+    let app = import_ok(&s, &s.key_a, &data("inner.yml")).await;
+    publish(&s, &s.key_a, &app).await;
+    let tool_id = create_tool(&s, &s.key_a, &app, "inner_tool", word_parameter()).await;
+
+    let entries = json!([{"kind": "provider", "provider_type": "workflow", "provider_id": tool_id}]);
+    let (status, server) = s
+        .post(
+            &s.key_a,
+            &s.console("/mcp-servers"),
+            json!({"name": "workflows", "entries": entries}),
+        )
+        .await;
+    assert_eq!(status, 200, "{server}");
+    let url = s.url(server["server_path"].as_str().unwrap());
+    let http = SafeClient::new(NetConfig {
+        allowed_networks: vec!["127.0.0.0/8".parse().unwrap()],
+        ..NetConfig::default()
+    })
+    .unwrap();
+    let client = McpClient::connect_http(http, &url, ClientOptions::default())
+        .await
+        .unwrap();
+
+    let tools = client.list_tools().await.unwrap();
+    let tool = tools
+        .iter()
+        .find(|t| t.name == "inner_tool")
+        .unwrap_or_else(|| panic!("{tools:?}"));
+    let schema = serde_json::to_value(&tool.input_schema).unwrap();
+    assert_eq!(schema["required"], json!(["word"]), "{schema}");
+
+    let arguments = serde_json::Map::from_iter([("word".to_owned(), json!("mcp"))]);
+    let result = client
+        .call_tool("inner_tool", arguments, Default::default())
+        .await
+        .unwrap();
+    assert!(!result.is_error(), "{result:?}");
+    let rendered = serde_json::to_string(&result).unwrap();
+    assert!(rendered.contains("[mcp]"), "the workflow ran: {rendered}");
+    client.close().await;
+    s.stop().await;
+}
