@@ -28,6 +28,10 @@ pub enum DaemonError {
     #[error("{0}")]
     Package(#[from] PackageError),
 
+    /// The bundle could not be read (`PluginDaemonBadRequestError`).
+    #[error("{0}")]
+    Bundle(#[from] crate::bundle::BundleError),
+
     /// The signature policy rejected the package, or key configuration is broken (`PluginDaemonBadRequestError`).
     #[error("{0}")]
     Signature(#[from] SignatureError),
@@ -65,7 +69,7 @@ impl DaemonError {
     /// The original's `error_type` name.
     pub fn error_type(&self) -> &'static str {
         match self {
-            Self::BadRequest(_) | Self::Package(_) => "PluginDaemonBadRequestError",
+            Self::BadRequest(_) | Self::Package(_) | Self::Bundle(_) => "PluginDaemonBadRequestError",
             Self::Signature(SignatureError::KeyFile { .. } | SignatureError::PublicKey { .. }) => {
                 "PluginDaemonInternalServerError"
             }

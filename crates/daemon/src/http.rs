@@ -22,7 +22,8 @@ use crate::service::DaemonState;
 
 /// Version reported by `/health/check`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
-/// Multipart overhead allowed on top of `MAX_PLUGIN_PACKAGE_SIZE` before the body is cut off.
+/// Multipart overhead allowed on top of `MAX_PLUGIN_PACKAGE_SIZE` (`MAX_BUNDLE_PACKAGE_SIZE` for bundles) before the
+/// body is cut off.
 const MULTIPART_SLACK: usize = 1024 * 1024;
 
 /// The envelope of a successful management response.
@@ -213,59 +214,92 @@ where
 
 // ---- upload -------------------------------------------------------------------------------------------------------
 
-async fn upload_package(
-    State(state): State<DaemonState>,
-    multipart: Result<Multipart, MultipartRejection>,
-) -> Response {
-    run(async {
-        let mut multipart = multipart.map_err(|e| bad(format!("expected a multipart form with dify_pkg: {e}")))?;
-        let limit = state.config().max_plugin_package_size;
-        let mut package: Option<Vec<u8>> = None;
+/// One upload form: the file field and the `verify_signature` flag.
+struct UploadForm {
+    /// The file field's name (`dify_pkg`, `dify_bundle`).
+    file: &'static str,
+    /// What the file is, for messages.
+    what: &'static str,
+    /// The variable that sets `limit`, for messages.
+    variable: &'static str,
+    /// The largest accepted file, in bytes.
+    limit: u64,
+}
+
+impl UploadForm {
+    /// Reads the file (at most `limit` bytes) and `verify_signature` from the form.
+    async fn read(&self, multipart: Result<Multipart, MultipartRejection>) -> Result<(Vec<u8>, bool), DaemonError> {
+        let mut multipart = multipart.map_err(|e| bad(format!("expected a multipart form with {}: {e}", self.file)))?;
+        let mut file: Option<Vec<u8>> = None;
         let mut verify = false;
-        while let Some(mut field) = multipart.next_field().await.map_err(|e| upload_error(&e, limit))? {
+        while let Some(mut field) = multipart.next_field().await.map_err(|e| self.error(&e))? {
             match field.name() {
-                Some("dify_pkg") => {
+                Some(name) if name == self.file => {
                     let mut bytes = Vec::new();
-                    while let Some(chunk) = field.chunk().await.map_err(|e| upload_error(&e, limit))? {
+                    while let Some(chunk) = field.chunk().await.map_err(|e| self.error(&e))? {
                         bytes.extend_from_slice(&chunk);
-                        if bytes.len() as u64 > limit {
-                            return Err(too_large(limit));
+                        if bytes.len() as u64 > self.limit {
+                            return Err(self.too_large());
                         }
                     }
-                    package = Some(bytes);
+                    file = Some(bytes);
                 }
                 Some("verify_signature") => {
-                    let text = field.text().await.map_err(|e| upload_error(&e, limit))?;
+                    let text = field.text().await.map_err(|e| self.error(&e))?;
                     verify = matches!(text.trim(), "true" | "1" | "True" | "TRUE" | "t" | "T");
                 }
                 _ => {}
             }
         }
-        let package = package.ok_or_else(|| bad("the multipart form has no dify_pkg file"))?;
+        let file = file.ok_or_else(|| bad(format!("the multipart form has no {} file", self.file)))?;
+        Ok((file, verify))
+    }
+
+    fn too_large(&self) -> DaemonError {
+        bad(format!(
+            "the uploaded {} is larger than {} ({} bytes); shrink it or raise the limit",
+            self.what, self.variable, self.limit
+        ))
+    }
+
+    fn error(&self, e: &axum::extract::multipart::MultipartError) -> DaemonError {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            self.too_large()
+        } else {
+            bad(format!("reading the upload failed: {}", e.body_text()))
+        }
+    }
+}
+
+async fn upload_package(
+    State(state): State<DaemonState>,
+    multipart: Result<Multipart, MultipartRejection>,
+) -> Response {
+    run(async {
+        let form = UploadForm {
+            file: "dify_pkg",
+            what: "package",
+            variable: "MAX_PLUGIN_PACKAGE_SIZE",
+            limit: state.config().max_plugin_package_size,
+        };
+        let (package, verify) = form.read(multipart).await?;
         state.upload_package(&package, verify).await
     })
     .await
 }
 
-fn too_large(limit: u64) -> DaemonError {
-    bad(format!(
-        "the uploaded package is larger than MAX_PLUGIN_PACKAGE_SIZE ({limit} bytes); shrink it or raise the limit"
-    ))
-}
-
-fn upload_error(e: &axum::extract::multipart::MultipartError, limit: u64) -> DaemonError {
-    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        too_large(limit)
-    } else {
-        bad(format!("reading the upload failed: {}", e.body_text()))
-    }
-}
-
-async fn upload_bundle() -> Response {
-    fail(&bad(
-        "bundle uploads (.difybndl) are not supported by this daemon yet; upload each plugin package with \
-         install/upload/package",
-    ))
+async fn upload_bundle(State(state): State<DaemonState>, multipart: Result<Multipart, MultipartRejection>) -> Response {
+    run(async {
+        let form = UploadForm {
+            file: "dify_bundle",
+            what: "bundle",
+            variable: "MAX_BUNDLE_PACKAGE_SIZE",
+            limit: state.config().max_bundle_package_size,
+        };
+        let (bundle, verify) = form.read(multipart).await?;
+        state.upload_bundle(&bundle, verify).await
+    })
+    .await
 }
 
 // ---- install ------------------------------------------------------------------------------------------------------

@@ -9,13 +9,14 @@
 //! - [`PluginDb`]: the plugin database (its own migrations; tables `plugins`, `plugin_installations`,
 //!   `plugin_declarations`, the five category installation tables, `install_tasks`, `tenant_storages`, `endpoints`,
 //!   `plugin_readme_records`), SQLite by default, PostgreSQL by URL;
-//! - [`DaemonState`]: the service (upload, install tasks, upgrade, uninstall, listing, assets) over the database
-//!   and a [`toolplane_store::BlobStore`] holding the original's buckets (`plugin_packages/<uid>`,
-//!   `plugin/<uid>`, `assets/<media id>`); the runtime hooks in through [`PluginEnvironment`];
+//! - [`DaemonState`]: the service (package and `.difybundle` upload, install tasks, upgrade, uninstall, listing,
+//!   assets) over the database and a [`toolplane_store::BlobStore`] holding the original's buckets
+//!   (`plugin_packages/<uid>`, `plugin/<uid>`, `assets/<media id>`); the runtime hooks in through [`PluginEnvironment`];
 //! - [`router`] and [`serve_daemon`]: the HTTP API, including the dispatch routes (SSE, `X-Plugin-ID`);
 //! - [`PluginProviderSource`]: installed plugin tool providers for toolplane's catalog;
 //! - [`cli::PluginCommand`]: `toolplane plugin init|package|checksum|signature|inspect`.
 
+mod bundle;
 mod catalog;
 pub mod cli;
 mod config;
@@ -28,6 +29,7 @@ mod service;
 
 use std::future::Future;
 
+pub use bundle::BundleError;
 pub use catalog::{PluginProviderSource, PluginTool, PluginToolProvider, split_provider_id};
 pub use config::{DEFAULT_MAX_BUNDLE_SIZE, DEFAULT_PLUGIN_DB_FILE, DaemonConfig, StoragePaths};
 pub use db::{

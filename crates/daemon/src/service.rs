@@ -21,10 +21,11 @@ use async_trait::async_trait;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 use serde_json::{Value, json};
-use toolplane_plugin::{DecodeLimits, PluginPackage, PluginUniqueIdentifier, decode, is_uuid};
+use toolplane_plugin::{DecodeLimits, PluginPackage, PluginUniqueIdentifier, SignatureCheck, decode, is_uuid};
 use toolplane_runtime::{InvokeRequest, PluginRuntime, Session};
 use toolplane_store::BlobStore;
 
+use crate::bundle::{BundleLimits, Dependency, read_bundle};
 use crate::config::DaemonConfig;
 use crate::db::{
     InstallationRow, NewInstallation, PluginDb, ProviderCategory, ProviderRow, TaskPlugin, TaskRow, TaskStatus,
@@ -235,16 +236,87 @@ impl DaemonState {
     /// Decodes and validates an uploaded package, applies the signature policy, stores the package, its assets
     /// and its declaration, and answers `{unique_identifier, manifest, verification}`.
     pub async fn upload_package(&self, bytes: &[u8], verify_signature: bool) -> Result<Value, DaemonError> {
+        let (package, check) = self.prepare_package(bytes, verify_signature)?;
+        let manifest = self.persist_package(bytes, &package, check.verified).await?;
+        Ok(json!({
+            "unique_identifier": package.unique_identifier.as_str(),
+            "manifest": manifest,
+            "verification": check.verification,
+        }))
+    }
+
+    /// `install/upload/bundle`: reads a `.difybundle`, checks every embedded package as
+    /// [`DaemonState::upload_package`] does (limits, signature policy), and only when all of them pass stores them
+    /// like uploaded packages, so `install/identifiers` can install them. Answers the dependencies in declaration
+    /// order: `{type: "package", value: {unique_identifier, manifest}}` for embedded packages,
+    /// `{type: "github", value: {repo_address, repo, release, packages}}` and
+    /// `{type: "marketplace", value: {organization, plugin, version}}` for the others, which Dify installs itself.
+    pub async fn upload_bundle(&self, bytes: &[u8], verify_signature: bool) -> Result<Value, DaemonError> {
+        let limits = BundleLimits {
+            max_bundle_size: self.inner.config.max_bundle_package_size,
+            max_package_size: self.inner.config.max_plugin_package_size,
+        };
+        let dependencies = read_bundle(bytes, &limits)?;
+
+        // Check every package before storing any, so a rejected bundle leaves nothing behind.
+        let mut prepared = Vec::new();
+        for dependency in &dependencies {
+            if let Dependency::Package(dep) = dependency {
+                let (package, check) = self
+                    .prepare_package(&dep.bytes, verify_signature)
+                    .map_err(|e| in_bundle_package(&dep.path, e))?;
+                prepared.push((dep, package, check));
+            }
+        }
+
+        let mut prepared = prepared.into_iter();
+        let mut out = Vec::with_capacity(dependencies.len());
+        for dependency in &dependencies {
+            out.push(match dependency {
+                Dependency::Github(dep) => json!({"type": "github", "value": dep.to_json()}),
+                Dependency::Marketplace(dep) => json!({"type": "marketplace", "value": dep.to_json()}),
+                Dependency::Package(_) => {
+                    let Some((dep, package, check)) = prepared.next() else {
+                        // Every package dependency was prepared above, in this same order.
+                        return Err(DaemonError::Internal("bundle packages out of step".into()));
+                    };
+                    let manifest = self.persist_package(&dep.bytes, &package, check.verified).await?;
+                    json!({
+                        "type": "package",
+                        "value": {"unique_identifier": package.unique_identifier.as_str(), "manifest": manifest},
+                    })
+                }
+            });
+        }
+        Ok(Value::Array(out))
+    }
+
+    /// Decodes a package with the upload limits and applies the upload rules and the signature policy.
+    fn prepare_package(
+        &self,
+        bytes: &[u8],
+        verify_signature: bool,
+    ) -> Result<(PluginPackage, SignatureCheck), DaemonError> {
         let package = decode(bytes, &self.limits())?;
         package.check_assets()?;
         if is_uuid(&package.manifest.author) {
             return Err(DaemonError::BadRequest("cannot set author to an UUID".into()));
         }
         let check = self.inner.config.verifier.check(&package, verify_signature)?;
-        let uid = package.unique_identifier.as_str().to_owned();
-        let (declaration, media) = build_declaration(&package, check.verified);
+        Ok((package, check))
+    }
 
-        self.inner.blobs.put(&self.package_key(&uid), bytes.to_vec()).await?;
+    /// Stores a checked package, its assets and its declaration; answers the stored declaration.
+    async fn persist_package(
+        &self,
+        bytes: &[u8],
+        package: &PluginPackage,
+        verified: bool,
+    ) -> Result<Value, DaemonError> {
+        let uid = package.unique_identifier.as_str();
+        let (declaration, media) = build_declaration(package, verified);
+
+        self.inner.blobs.put(&self.package_key(uid), bytes.to_vec()).await?;
         for (id, content) in media {
             let key = self.media_key(&id);
             if !self.inner.blobs.exists(&key).await? {
@@ -254,14 +326,9 @@ impl DaemonState {
         let readmes: Vec<(String, String)> = package.readmes().into_iter().collect();
         self.inner
             .db
-            .save_declaration(&uid, package.plugin_id(), &declaration, &readmes)
+            .save_declaration(uid, package.plugin_id(), &declaration, &readmes)
             .await?;
-        let stored = self.inner.db.declaration(&uid).await?.unwrap_or(declaration);
-        Ok(json!({
-            "unique_identifier": uid,
-            "manifest": stored,
-            "verification": check.verification,
-        }))
+        Ok(self.inner.db.declaration(uid).await?.unwrap_or(declaration))
     }
 
     async fn stored_package(&self, uid: &PluginUniqueIdentifier) -> Result<(Vec<u8>, PluginPackage), DaemonError> {
@@ -916,6 +983,15 @@ impl DaemonState {
             }));
         }
         Ok(Value::Array(out))
+    }
+}
+
+/// Names the embedded package an upload error is about; errors that are not the uploader's fault pass unchanged.
+fn in_bundle_package(path: &str, e: DaemonError) -> DaemonError {
+    if e.error_type() == "PluginDaemonBadRequestError" {
+        DaemonError::BadRequest(format!("bundle package dependency _assets/{path}: {e}"))
+    } else {
+        e
     }
 }
 

@@ -144,6 +144,28 @@ impl Daemon {
         response.json().await.unwrap()
     }
 
+    async fn upload_bundle(&self, tenant: &str, bytes: Vec<u8>, verify_signature: bool) -> Value {
+        let form = reqwest::multipart::Form::new()
+            .part(
+                "dify_bundle",
+                reqwest::multipart::Part::bytes(bytes)
+                    .file_name("dify_bundle")
+                    .mime_str("application/octet-stream")
+                    .unwrap(),
+            )
+            .text("verify_signature", if verify_signature { "true" } else { "false" });
+        let response = self
+            .client
+            .post(self.url(tenant, "install/upload/bundle"))
+            .header("X-Api-Key", KEY)
+            .multipart(form)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        response.json().await.unwrap()
+    }
+
     /// Polls a task until it finishes.
     async fn wait_task(&self, tenant: &str, task_id: &str) -> Value {
         for _ in 0..200 {
@@ -798,4 +820,272 @@ async fn interrupted_install_is_marked_failed_at_restart() {
         d.stop().await;
     })
     .await;
+}
+
+// ---- bundles ------------------------------------------------------------------------------------------------------
+
+/// A zip of `files`, with `comment`.
+fn zip_of(files: &[(&str, &[u8])], comment: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut writer = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    for (name, content) in files {
+        writer
+            .start_file(*name, zip::write::SimpleFileOptions::default())
+            .unwrap();
+        writer.write_all(content).unwrap();
+    }
+    writer.set_raw_comment(comment.into()).unwrap();
+    writer.finish().unwrap().into_inner()
+}
+
+/// A `.difybundle` as `dify bundle package` lays it out: `manifest.yaml` listing `dependencies` (YAML list items),
+/// and each embedded package under `_assets/<checksum>`.
+fn bundle(dependencies: &str, packages: &[(&str, &[u8])]) -> Vec<u8> {
+    let manifest = format!(
+        "name: echo_bundle\nlabels:\n  en_US: Echo bundle\ndescription:\n  en_US: Test bundle\nicon: icon.svg\n\
+         version: 0.0.1\nauthor: toolplane_tests\ntype: bundle\ntags: []\ndependencies:\n{dependencies}"
+    );
+    let mut files: Vec<(String, &[u8])> = vec![("manifest.yaml".into(), manifest.as_bytes())];
+    files.extend(packages.iter().map(|(path, bytes)| (format!("_assets/{path}"), *bytes)));
+    let files: Vec<(&str, &[u8])> = files.iter().map(|(p, b)| (p.as_str(), *b)).collect();
+    zip_of(&files, b"")
+}
+
+fn package_dependency(path: &str) -> String {
+    format!("  - type: package\n    value:\n      path: {path}\n")
+}
+
+fn checksum_of(package: &[u8]) -> String {
+    toolplane_plugin::checksum_package(package, &toolplane_plugin::DecodeLimits::default()).unwrap()
+}
+
+#[tokio::test]
+async fn bundle_upload_then_install() {
+    on_each_backend(|url, dir| async move {
+        let d = Daemon::start(unsigned_config(dir.path(), &url), Arc::new(NoRuntime), dir.clone()).await;
+        let tenant = "tenant-bundle";
+        let echo = package("0.0.2");
+        let checksum = checksum_of(&echo);
+        let dependencies = format!(
+            "{}  - type: marketplace\n    value:\n      marketplace_pattern: langgenius/openai:0.0.7\n\
+             \x20 - type: github\n    value:\n      repo_pattern: octo/tools:1.2.3/tools.difypkg\n",
+            package_dependency(&checksum)
+        );
+        let uploaded = data(d.upload_bundle(tenant, bundle(&dependencies, &[(&checksum, &echo)]), false).await);
+
+        // The dependency list, in declaration order, in the shape Dify's PluginBundleDependency parses.
+        let list = uploaded.as_array().unwrap();
+        assert_eq!(list.len(), 3, "{uploaded}");
+        let expected_uid = format!("toolplane_tests/echo:0.0.2@{checksum}");
+        let package_dep = &list[0];
+        assert_eq!(package_dep.as_object().unwrap().len(), 2, "{package_dep}");
+        assert_eq!(package_dep["type"], "package");
+        let value = package_dep["value"].as_object().unwrap();
+        let mut keys: Vec<&str> = value.keys().map(String::as_str).collect();
+        keys.sort_unstable();
+        assert_eq!(keys, ["manifest", "unique_identifier"]);
+        assert_eq!(value["unique_identifier"], expected_uid.as_str());
+        let manifest = &value["manifest"];
+        assert_eq!(manifest["name"], "echo");
+        assert_eq!(manifest["author"], "toolplane_tests");
+        assert_eq!(manifest["version"], "0.0.2");
+        assert_eq!(manifest["type"], "plugin");
+        assert_eq!(manifest["category"], "tool");
+        assert_eq!(manifest["verified"], false);
+        assert_eq!(manifest["label"]["en_US"], "Echo");
+        assert_eq!(manifest["tool"]["identity"]["name"], "echo");
+        assert_eq!(
+            list[1],
+            json!({"type": "marketplace", "value": {"organization": "langgenius", "plugin": "openai", "version": "0.0.7"}})
+        );
+        assert_eq!(
+            list[2],
+            json!({"type": "github", "value": {
+                "repo_address": "https://github.com/octo/tools", "repo": "octo/tools", "release": "1.2.3",
+                "packages": "tools.difypkg"
+            }})
+        );
+
+        // Stored like an uploaded package: the same bytes, and its manifest is served.
+        let stored = std::fs::read(d.storage.join("plugin_packages").join(&expected_uid)).unwrap();
+        assert_eq!(stored, echo);
+        let fetched = data(
+            d.get(tenant, &format!("fetch/manifest?plugin_unique_identifier={}", enc(&expected_uid)))
+                .await,
+        );
+        assert_eq!(&fetched, manifest);
+
+        // Installable through install/identifiers.
+        let start = data(
+            d.post(tenant, "install/identifiers", json!({
+                "plugin_unique_identifiers": [expected_uid], "source": "package", "metas": [{}]
+            }))
+            .await,
+        );
+        let task = d.wait_task(tenant, start["task_id"].as_str().unwrap()).await;
+        assert_eq!(task["status"], "success", "{task}");
+        let installed = data(d.get(tenant, "list?page=1&page_size=10").await);
+        assert_eq!(installed["total"], 1);
+        assert_eq!(installed["list"][0]["plugin_unique_identifier"], expected_uid.as_str());
+        d.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn bundle_signature_policy() {
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let url = format!("sqlite://{}/plugin.db", dir.path().display());
+    let pair = generate_signing_key_pair().unwrap();
+    let key_path = dir.path().join("third_party.public.pem");
+    std::fs::write(&key_path, &pair.public_pem).unwrap();
+    // FORCE_VERIFYING_SIGNATURE (the default) with the test key trusted.
+    let mut config = DaemonConfig::new(KEY, url, dir.path().join("storage"));
+    assert!(config.verifier.force_verifying_signature);
+    config.verifier.third_party_enabled = true;
+    config.verifier.third_party_public_keys = vec![key_path];
+    let d = Daemon::start(config, Arc::new(NoRuntime), dir.clone()).await;
+    let packages_dir = d.storage.join("plugin_packages");
+    let stored_count = || std::fs::read_dir(&packages_dir).map(|r| r.count()).unwrap_or(0);
+
+    let unsigned = package("0.0.3");
+    let signed = sign(
+        &unsigned,
+        &pair.private_pem,
+        Some(Verification {
+            authorized_category: AuthorizedCategory::Partner,
+        }),
+    )
+    .unwrap();
+
+    // A signed package next to an unsigned one: the whole bundle is rejected and nothing is stored.
+    let unsigned_sum = checksum_of(&unsigned);
+    let signed_sum = checksum_of(&signed);
+    let deps = format!(
+        "{}{}",
+        package_dependency(&signed_sum),
+        package_dependency(&unsigned_sum)
+    );
+    let rejected = d
+        .upload_bundle(
+            "t",
+            bundle(&deps, &[(&signed_sum, &signed), (&unsigned_sum, &unsigned)]),
+            false,
+        )
+        .await;
+    let message = error(&rejected, -400, "PluginDaemonBadRequestError");
+    assert!(message.contains("bad signature"), "{message}");
+    assert!(message.contains(&format!("_assets/{unsigned_sum}")), "{message}");
+    assert_eq!(stored_count(), 0, "a rejected bundle stores nothing");
+
+    // A tampered package: a file changed after signing, the signature comment kept.
+    let reader = zip::ZipArchive::new(std::io::Cursor::new(signed.as_slice())).unwrap();
+    let comment = reader.comment().to_vec();
+    let mut files: Vec<(String, Vec<u8>)> = Vec::new();
+    let mut reader = reader;
+    for i in 0..reader.len() {
+        use std::io::Read;
+        let mut entry = reader.by_index(i).unwrap();
+        let name = entry.name().unwrap().into_owned();
+        let mut content = Vec::new();
+        entry.read_to_end(&mut content).unwrap();
+        if name == "main.py" {
+            content.extend_from_slice(b"\nimport os  # injected\n");
+        }
+        files.push((name, content));
+    }
+    let files_ref: Vec<(&str, &[u8])> = files.iter().map(|(n, c)| (n.as_str(), c.as_slice())).collect();
+    let tampered = zip_of(&files_ref, &comment);
+    let tampered_sum = checksum_of(&tampered);
+    let rejected = d
+        .upload_bundle(
+            "t",
+            bundle(&package_dependency(&tampered_sum), &[(&tampered_sum, &tampered)]),
+            false,
+        )
+        .await;
+    assert!(error(&rejected, -400, "PluginDaemonBadRequestError").contains("bad signature"));
+    assert_eq!(stored_count(), 0);
+
+    // The signed package alone is accepted and verified.
+    let accepted = data(
+        d.upload_bundle(
+            "t",
+            bundle(&package_dependency(&signed_sum), &[(&signed_sum, &signed)]),
+            true,
+        )
+        .await,
+    );
+    assert_eq!(accepted[0]["value"]["manifest"]["verified"], true);
+    assert_eq!(stored_count(), 1);
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn bundle_bad_input_and_limits() {
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let url = format!("sqlite://{}/plugin.db", dir.path().display());
+    let mut config = unsigned_config(dir.path(), &url);
+    let bundle_limit = 256 * 1024;
+    config.max_bundle_package_size = bundle_limit;
+    let d = Daemon::start(config, Arc::new(NoRuntime), dir.clone()).await;
+    let bad = |envelope: &Value| error(envelope, -400, "PluginDaemonBadRequestError");
+
+    // Garbage.
+    let garbage = d
+        .upload_bundle("t", b"this is not a zip file at all".to_vec(), false)
+        .await;
+    let message = bad(&garbage);
+    assert!(message.contains("not a valid difybundle"), "{message}");
+
+    // Oversize: cut off while streaming, and named after its limit.
+    let oversize = d.upload_bundle("t", vec![b'x'; 512 * 1024], false).await;
+    let message = bad(&oversize);
+    assert!(message.contains("MAX_BUNDLE_PACKAGE_SIZE"), "{message}");
+
+    // The wrong form field.
+    let form = reqwest::multipart::Form::new().part("dify_pkg", reqwest::multipart::Part::bytes(b"x".to_vec()));
+    let response = d
+        .client
+        .post(d.url("t", "install/upload/bundle"))
+        .header("X-Api-Key", KEY)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert!(bad(&response.json::<Value>().await.unwrap()).contains("no dify_bundle file"));
+
+    // A plugin package is not a bundle.
+    let message = bad(&d.upload_bundle("t", package("0.0.1"), false).await);
+    assert!(message.contains("install/upload/package"), "{message}");
+
+    // Path traversal, in an entry name and in a dependency path.
+    let evil = zip_of(
+        &[("manifest.yaml", b"dependencies: []\n"), ("../../evil.sh", b"x")],
+        b"",
+    );
+    assert!(bad(&d.upload_bundle("t", evil, false).await).contains("path traversal"));
+    let evil = bundle(&package_dependency("../manifest.yaml"), &[]);
+    assert!(bad(&d.upload_bundle("t", evil, false).await).contains("path traversal"));
+
+    // A dependency pointing at nothing, and an embedded file that is not a package.
+    let missing = bundle(&package_dependency("nope"), &[]);
+    assert!(bad(&d.upload_bundle("t", missing, false).await).contains("not in the bundle"));
+    let not_pkg = bundle(&package_dependency("junk"), &[("junk", b"junk")]);
+    let message = bad(&d.upload_bundle("t", not_pkg, false).await);
+    assert!(message.contains("_assets/junk") && message.contains("zip"), "{message}");
+
+    // A zip bomb: small on the wire, past MAX_BUNDLE_PACKAGE_SIZE once decompressed.
+    let zeros = vec![0u8; 2 * 1024 * 1024];
+    let bomb = bundle(&package_dependency("bomb"), &[("bomb", &zeros)]);
+    assert!(bomb.len() < 64 * 1024, "deflate shrinks zeros");
+    let message = bad(&d.upload_bundle("t", bomb, false).await);
+    assert!(message.contains("_assets/bomb"), "{message}");
+
+    // An empty bundle is fine: no dependencies.
+    assert_eq!(
+        data(d.upload_bundle("t", bundle("  []\n", &[]), false).await),
+        json!([])
+    );
+    d.stop().await;
 }
