@@ -28,8 +28,8 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use toolplane_core::{
     I18nObject, MessagePayload, ProviderConfig, ProviderConfigOption, ProviderConfigType, ProviderSource, Tool,
-    ToolError, ToolInvokeMessage, ToolLabelEnum, ToolParameterType, ToolProvider, ToolProviderEntity,
-    ToolProviderIdentity, ToolProviderType, validate_credentials_format,
+    ToolError, ToolInvokeMessage, ToolLabelEnum, ToolProvider, ToolProviderEntity, ToolProviderIdentity,
+    ToolProviderType, validate_credentials_format,
 };
 use toolplane_net::{NetConfig, SafeClient};
 use toolplane_openapi::{
@@ -864,28 +864,6 @@ pub fn tool_entities(provider: &ApiProvider) -> Vec<Value> {
     provider
         .tools
         .iter()
-        .map(|tool| {
-            let entity = tool.entity();
-            let parameters: Vec<Value> = entity
-                .parameters
-                .iter()
-                .map(|p| {
-                    let mut p = p.clone();
-                    if p.kind == ToolParameterType::SystemFiles {
-                        p.kind = ToolParameterType::Files;
-                    }
-                    serde_json::to_value(p).unwrap_or(Value::Null)
-                })
-                .collect();
-            json!({
-                "author": entity.identity.author,
-                "name": entity.identity.name,
-                "label": entity.identity.label,
-                "description": entity.description.as_ref().map(|d| &d.human),
-                "parameters": parameters,
-                "labels": provider.labels,
-                "output_schema": entity.output_schema,
-            })
-        })
+        .map(|tool| crate::routes::console::tool_entity(tool.as_ref(), &provider.labels))
         .collect()
 }

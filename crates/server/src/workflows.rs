@@ -23,9 +23,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use toolplane_core::{
-    ProviderSource, Tool, ToolError, ToolLabelEnum, ToolParameterType, ToolProvider, ToolProviderType,
-};
+use toolplane_core::{ProviderSource, ToolError, ToolLabelEnum, ToolProvider, ToolProviderType};
 use toolplane_net::{NetConfig, SafeClient};
 use toolplane_store::{
     NewNodeRun, RunOutcome, Store, WorkflowNodeRunRecord, WorkflowProviderFields, WorkflowProviderRecord,
@@ -511,7 +509,10 @@ impl Workflows {
     ) -> Result<Vec<Value>, ApiError> {
         let labels = self.labels(&row.id).await?;
         let tools = provider.tools().await?;
-        Ok(tools.iter().map(|tool| tool_entity(tool.as_ref(), &labels)).collect())
+        Ok(tools
+            .iter()
+            .map(|tool| crate::routes::console::tool_entity(tool.as_ref(), &labels))
+            .collect())
     }
 
     async fn labels(&self, id: &str) -> Result<Vec<String>, ApiError> {
@@ -858,31 +859,6 @@ fn fingerprint(row: &WorkflowProviderRecord) -> u64 {
     )
         .hash(&mut hasher);
     hasher.finish()
-}
-
-/// A tool in Dify's `ToolApiEntity` shape (a `system-files` parameter is shown as `files`).
-fn tool_entity(tool: &dyn Tool, labels: &[String]) -> Value {
-    let entity = tool.entity();
-    let parameters: Vec<Value> = entity
-        .parameters
-        .iter()
-        .map(|p| {
-            let mut p = p.clone();
-            if p.kind == ToolParameterType::SystemFiles {
-                p.kind = ToolParameterType::Files;
-            }
-            serde_json::to_value(p).unwrap_or(Value::Null)
-        })
-        .collect();
-    json!({
-        "author": entity.identity.author,
-        "name": entity.identity.name,
-        "label": entity.identity.label,
-        "description": entity.description.as_ref().map(|d| &d.human),
-        "parameters": parameters,
-        "labels": labels,
-        "output_schema": entity.output_schema,
-    })
 }
 
 fn summary(row: &WorkflowRecord, latest: Option<&WorkflowVersionRecord>) -> Value {

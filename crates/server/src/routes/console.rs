@@ -372,14 +372,15 @@ async fn tool_entities(provider: &dyn ToolProvider) -> Result<Vec<Value>, ApiErr
     Ok(tools.iter().map(|tool| tool_entity(tool.as_ref(), tags)).collect())
 }
 
-fn tool_entity(tool: &dyn Tool, tags: &[toolplane_core::ToolLabelEnum]) -> Value {
+/// A tool in Dify's `ToolApiEntity` shape; the deprecated `system-files` parameter type is reported as `files`.
+/// Shared by every provider kind's console routes.
+pub fn tool_entity(tool: &dyn Tool, labels: &impl serde::Serialize) -> Value {
     let entity = tool.entity();
     let parameters: Vec<Value> = entity
         .parameters
         .iter()
         .map(|p| {
             let mut p = p.clone();
-            // The console API reports the deprecated `system-files` type as `files`.
             if p.kind == ToolParameterType::SystemFiles {
                 p.kind = ToolParameterType::Files;
             }
@@ -392,7 +393,7 @@ fn tool_entity(tool: &dyn Tool, tags: &[toolplane_core::ToolLabelEnum]) -> Value
         "label": entity.identity.label,
         "description": entity.description.as_ref().map(|d| &d.human),
         "parameters": parameters,
-        "labels": tags,
+        "labels": labels,
         "output_schema": entity.output_schema,
     })
 }
