@@ -393,38 +393,13 @@ fn all_filled(parts: &[&str]) -> bool {
 
 /// Rejects names that could escape an extraction directory or that two tools could read differently.
 fn check_entry_name(name: &str) -> Result<(), BundleError> {
-    let reject = |reason: &str| {
-        Err(BundleError::UnsafePath {
+    match toolplane_plugin::unsafe_entry_name(name) {
+        Some(reason) => Err(BundleError::UnsafePath {
             entry: name.to_owned(),
             reason: reason.to_owned(),
-        })
-    };
-    if name.is_empty() {
-        return reject("the name is empty");
+        }),
+        None => Ok(()),
     }
-    if name.contains('\0') {
-        return reject("the name contains a NUL byte");
-    }
-    if name.contains('\\') {
-        return reject("backslashes are not path separators in a zip; use `/`");
-    }
-    if name.starts_with('/') {
-        return reject("absolute paths are not allowed");
-    }
-    let bytes = name.as_bytes();
-    if bytes.len() >= 2 && bytes[1] == b':' && bytes[0].is_ascii_alphabetic() {
-        return reject("drive-letter paths are not allowed");
-    }
-    let trimmed = name.strip_suffix('/').unwrap_or(name);
-    for component in trimmed.split('/') {
-        match component {
-            ".." => return reject("`..` components (path traversal) are not allowed"),
-            "." => return reject("`.` components are not allowed"),
-            "" => return reject("empty path components (`//`) are not allowed"),
-            _ => {}
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]

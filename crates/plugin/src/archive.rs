@@ -238,38 +238,41 @@ fn central_directory_names(bytes: &[u8], max_entries: usize) -> Result<Vec<Vec<u
 
 /// Rejects names that could escape an extraction directory or that two tools could read differently.
 fn check_entry_name(name: &str) -> Result<(), PackageError> {
-    let reject = |reason: &str| {
-        Err(PackageError::UnsafePath {
+    match unsafe_entry_name(name) {
+        Some(reason) => Err(PackageError::UnsafePath {
             entry: name.to_owned(),
             reason: reason.to_owned(),
-        })
-    };
+        }),
+        None => Ok(()),
+    }
+}
+
+/// Why a zip entry name is unsafe to extract (it could escape the extraction directory, or two tools could read it
+/// differently), or `None` when it is fine. Shared by every reader of plugin archives (packages and bundles).
+pub fn unsafe_entry_name(name: &str) -> Option<&'static str> {
     if name.is_empty() {
-        return reject("the name is empty");
+        return Some("the name is empty");
     }
     if name.contains('\0') {
-        return reject("the name contains a NUL byte");
+        return Some("the name contains a NUL byte");
     }
     if name.contains('\\') {
-        return reject("backslashes are not path separators in a zip; use `/`");
+        return Some("backslashes are not path separators in a zip; use `/`");
     }
     if name.starts_with('/') {
-        return reject("absolute paths are not allowed");
+        return Some("absolute paths are not allowed");
     }
     let bytes = name.as_bytes();
     if bytes.len() >= 2 && bytes[1] == b':' && bytes[0].is_ascii_alphabetic() {
-        return reject("drive-letter paths are not allowed");
+        return Some("drive-letter paths are not allowed");
     }
     let trimmed = name.strip_suffix('/').unwrap_or(name);
-    for component in trimmed.split('/') {
-        match component {
-            ".." => return reject("`..` components (path traversal) are not allowed"),
-            "." => return reject("`.` components are not allowed"),
-            "" => return reject("empty path components (`//`) are not allowed"),
-            _ => {}
-        }
-    }
-    Ok(())
+    trimmed.split('/').find_map(|component| match component {
+        ".." => Some("`..` components (path traversal) are not allowed"),
+        "." => Some("`.` components are not allowed"),
+        "" => Some("empty path components (`//`) are not allowed"),
+        _ => None,
+    })
 }
 
 #[cfg(test)]

@@ -22,7 +22,7 @@ mod package;
 mod scaffold;
 mod signature;
 
-pub use archive::{DEFAULT_MAX_PACKAGE_SIZE, DecodeLimits, PackageFile};
+pub use archive::{DEFAULT_MAX_PACKAGE_SIZE, DecodeLimits, PackageFile, unsafe_entry_name};
 pub use checksum::{checksum_files, checksum_package};
 pub use declaration::{Declarations, GenericDeclaration, ToolDeclaration};
 pub use decode::{ASSETS_DIR, PluginPackage, decode};
