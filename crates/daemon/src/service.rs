@@ -950,6 +950,23 @@ impl DaemonState {
         Ok(out)
     }
 
+    /// Whether the tenant's installed `plugin_id` is a verified package (its signature checked out when it was
+    /// uploaded); `false` when the plugin is not installed. Dify's `PluginService.is_plugin_verified`, which
+    /// decides whether system OAuth clients may be handed to the plugin.
+    pub async fn is_plugin_verified(&self, tenant_id: &str, plugin_id: &str) -> Result<bool, DaemonError> {
+        let Some(installation) = self.inner.db.installation_by_plugin_id(tenant_id, plugin_id).await? else {
+            return Ok(false);
+        };
+        let declaration = self
+            .inner
+            .db
+            .declaration(&installation.plugin_unique_identifier)
+            .await?;
+        Ok(declaration
+            .and_then(|d| d.get("verified").and_then(Value::as_bool))
+            .unwrap_or(false))
+    }
+
     /// `models/bindings`.
     pub async fn model_bindings(&self, tenant_id: &str) -> Result<Value, DaemonError> {
         let rows = self

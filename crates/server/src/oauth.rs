@@ -14,8 +14,17 @@
 //! fields (`access_token`, `refresh_token`, `token_type`, `scope`, …) become the `oauth2` credential;
 //! `expires_in` becomes `expires_at` (unix seconds, -1 when absent).
 //!
-//! **Plugin providers** (`org/plugin/provider`) are authorized by the plugin itself through the plugin runtime's
-//! `dispatch/oauth/*` calls, which toolplane does not have yet; their flow answers a clear error.
+//! **Plugin providers** (`org/plugin/provider`) are authorized by the plugin itself, through the plugin runtime of
+//! the daemon beside the console ([`OAuth::with_plugin_daemon`]), as Dify does it through `dispatch/oauth/*`:
+//! - `get_authorization_url` with `{provider, redirect_uri, system_credentials}` answers the URL to send the user to;
+//! - the callback hands the browser's request to `get_credentials` as `raw_http_request` (hex of the HTTP/1.1
+//!   request: request line, headers, blank line, body), which answers `{credentials, expires_at, metadata}`;
+//! - `refresh_credentials` with the stored `credentials` answers `{credentials, expires_at}`.
+//!
+//! `system_credentials` are the resolved client params. Their clients live in the client tables under
+//! (`org/plugin`, `provider`), as in Dify; system clients are handed only to plugins whose installed package is
+//! verified. The callback's `Cookie` and `Authorization` headers are not forwarded to the plugin: they are the
+//! console's, not the authorization server's.
 //!
 //! **Flow state.** The authorization-url route stores a context (tenant, user, provider, PKCE verifier) for
 //! 5 minutes under a random id sent as the `context_id` cookie (HttpOnly, SameSite=Lax); the callback consumes it
@@ -32,7 +41,9 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use toolplane_core::{CredentialType, ProviderConfig, ToolError, ToolProvider, secret_field_names};
+use toolplane_daemon::{DaemonState, split_provider_id};
 use toolplane_net::{NetConfig, SafeClient};
+use toolplane_runtime::InvokeRequest;
 use toolplane_secrets::{
     decrypt_fields, decrypt_system_oauth_params, encrypt_fields, encrypt_system_oauth_params, mask_credentials,
     merge_hidden,
@@ -96,6 +107,8 @@ pub struct OAuth {
     net: NetConfig,
     client: tokio::sync::OnceCell<SafeClient>,
     contexts: Mutex<HashMap<String, Context>>,
+    /// The plugin daemon whose runtime authorizes plugin providers.
+    daemon: Option<DaemonState>,
 }
 
 impl std::fmt::Debug for OAuth {
@@ -115,16 +128,53 @@ pub fn is_plugin_provider(provider_id: &str) -> bool {
     provider_id.contains('/')
 }
 
-/// 501: plugin OAuth needs the plugin runtime's `dispatch/oauth/*`, which does not exist yet.
+/// 501: plugin OAuth runs inside the plugin, and this toolplane runs without the plugin runtime.
 pub fn plugin_runtime_missing(provider_id: &str) -> ApiError {
     ApiError::new(
         axum::http::StatusCode::NOT_IMPLEMENTED,
         "plugin_oauth_unavailable",
         format!(
-            "OAuth for plugin provider {provider_id:?} runs inside the plugin (dispatch/oauth), and toolplane's plugin \
-             runtime is not available yet; only builtin providers can be authorized with OAuth for now"
+            "OAuth for plugin provider {provider_id:?} runs inside the plugin (dispatch/oauth), and this toolplane \
+             runs without the plugin runtime; start it with the plugin daemon (`toolplane serve`)"
         ),
     )
+}
+
+/// Where a provider's clients live in the client tables: (`""`, id) for builtin providers, (`org/plugin`,
+/// `provider`) for plugin providers (Dify's `ToolProviderID`).
+fn client_key(provider_id: &str) -> (&str, &str) {
+    split_provider_id(provider_id).unwrap_or((BUILTIN_PLUGIN_ID, provider_id))
+}
+
+/// The request the browser sent to the callback, as the plugin reads it (`raw_http_request`): the HTTP/1.1 request
+/// line, the headers (without the console's `Cookie` and `Authorization`), a blank line and the body.
+pub fn raw_http_request(method: &str, path_and_query: &str, headers: &axum::http::HeaderMap, body: &[u8]) -> Vec<u8> {
+    let mut raw = format!("{method} {path_and_query} HTTP/1.1\r\n").into_bytes();
+    for (name, value) in headers {
+        if name == axum::http::header::COOKIE || name == axum::http::header::AUTHORIZATION {
+            continue;
+        }
+        raw.extend_from_slice(name.as_str().as_bytes());
+        raw.extend_from_slice(b": ");
+        raw.extend_from_slice(value.as_bytes());
+        raw.extend_from_slice(b"\r\n");
+    }
+    raw.extend_from_slice(b"\r\n");
+    raw.extend_from_slice(body);
+    raw
+}
+
+/// `expires_at` as the plugin answered it: unix seconds, -1 (or absent/null) for never.
+fn plugin_expires_at(answer: &Map<String, Value>) -> i64 {
+    answer.get("expires_at").and_then(Value::as_i64).unwrap_or(-1)
+}
+
+/// The `credentials` object of a plugin's OAuth answer.
+fn plugin_credentials(answer: &mut Map<String, Value>) -> Result<Map<String, Value>, String> {
+    match answer.remove("credentials") {
+        Some(Value::Object(credentials)) => Ok(credentials),
+        _ => Err("the plugin's OAuth answer has no credentials object".into()),
+    }
 }
 
 fn client_schema(provider: &dyn ToolProvider) -> Result<&[ProviderConfig], ApiError> {
@@ -174,6 +224,83 @@ impl OAuth {
             net,
             client: tokio::sync::OnceCell::new(),
             contexts: Mutex::new(HashMap::new()),
+            daemon: None,
+        }
+    }
+
+    /// Authorizes plugin providers through `daemon`'s plugin runtime (without one their flows answer 501).
+    #[must_use]
+    pub fn with_plugin_daemon(mut self, daemon: Option<DaemonState>) -> Self {
+        self.daemon = daemon;
+        self
+    }
+
+    /// Runs one `oauth` action of the plugin behind `provider_id` (adding `provider`) and answers its result.
+    async fn plugin_oauth(
+        &self,
+        tenant_id: &str,
+        user_id: &str,
+        provider_id: &str,
+        action: &str,
+        mut payload: Map<String, Value>,
+    ) -> Result<Map<String, Value>, String> {
+        let unavailable = || plugin_runtime_missing(provider_id).message;
+        let daemon = self.daemon.as_ref().ok_or_else(unavailable)?;
+        let runtime = daemon.runtime().ok_or_else(unavailable)?;
+        let (plugin_id, provider_name) = split_provider_id(provider_id)
+            .ok_or_else(|| format!("{provider_id:?} is not a plugin provider id (org/plugin/provider)"))?;
+        payload.insert("provider".into(), Value::String(provider_name.to_owned()));
+        let request = InvokeRequest {
+            tenant_id: tenant_id.to_owned(),
+            user_id: user_id.to_owned(),
+            access_type: "oauth".into(),
+            action: action.to_owned(),
+            payload,
+            ..InvokeRequest::default()
+        };
+        let session = daemon
+            .plugin_session(plugin_id, &request)
+            .await
+            .map_err(|e| format!("plugin {plugin_id}: {e}"))?;
+        let timeout = runtime.config().max_execution_timeout;
+        let chunks = tokio::time::timeout(timeout, session.collect())
+            .await
+            .map_err(|_| {
+                format!(
+                    "plugin {plugin_id} did not answer oauth/{action} within {} s",
+                    timeout.as_secs()
+                )
+            })?
+            .map_err(|e| format!("plugin {plugin_id} failed in oauth/{action}: {e}"))?;
+        chunks
+            .into_iter()
+            .find_map(|chunk| match chunk {
+                Value::Object(map) => Some(map),
+                _ => None,
+            })
+            .ok_or_else(|| format!("plugin {plugin_id} answered nothing to oauth/{action}"))
+    }
+
+    /// The base payload of the plugin's oauth actions.
+    fn plugin_payload(&self, provider_id: &str, client: &ResolvedClient) -> Map<String, Value> {
+        let mut payload = Map::new();
+        payload.insert("redirect_uri".into(), Value::String(self.redirect_uri(provider_id)));
+        payload.insert("system_credentials".into(), Value::Object(client.params.clone()));
+        payload
+    }
+
+    /// Whether system clients may serve `provider_id`: builtin providers, and plugins whose installed package is
+    /// verified.
+    async fn system_client_allowed(&self, tenant_id: &str, provider_id: &str) -> Result<bool, ApiError> {
+        let Some((plugin_id, _)) = split_provider_id(provider_id) else {
+            return Ok(true);
+        };
+        match &self.daemon {
+            Some(daemon) => daemon
+                .is_plugin_verified(tenant_id, plugin_id)
+                .await
+                .map_err(|e| ApiError::internal(format!("cannot read the verification of plugin {plugin_id}: {e}"))),
+            None => Ok(false),
         }
     }
 
@@ -208,12 +335,8 @@ impl OAuth {
     }
 
     async fn system_params(&self, provider_id: &str) -> Result<Option<Map<String, Value>>, ApiError> {
-        let Some(row) = self
-            .store
-            .oauth_clients()
-            .system(BUILTIN_PLUGIN_ID, provider_id)
-            .await?
-        else {
+        let (plugin_id, provider_name) = client_key(provider_id);
+        let Some(row) = self.store.oauth_clients().system(plugin_id, provider_name).await? else {
             return Ok(None);
         };
         decrypt_system_oauth_params(&self.secret_key, &row.encrypted_oauth_params)
@@ -226,10 +349,11 @@ impl OAuth {
         tenant_id: &str,
         provider: &dyn ToolProvider,
     ) -> Result<Option<(bool, Map<String, Value>)>, ApiError> {
+        let (plugin_id, provider_name) = client_key(provider.id());
         let Some(row) = self
             .store
             .oauth_clients()
-            .tenant(tenant_id, BUILTIN_PLUGIN_ID, provider.id())
+            .tenant(tenant_id, plugin_id, provider_name)
             .await?
         else {
             return Ok(None);
@@ -243,7 +367,8 @@ impl OAuth {
         Ok(Some((row.enabled, params)))
     }
 
-    /// The client params in force: the tenant's enabled client, else (builtin providers only) the system client.
+    /// The client params in force: the tenant's enabled client, else (builtin providers and verified plugins) the
+    /// system client.
     pub async fn resolve_client(
         &self,
         tenant_id: &str,
@@ -255,9 +380,7 @@ impl OAuth {
                 from_tenant: true,
             }));
         }
-        // System clients apply to builtin providers and verified plugins; plugin verification belongs to the plugin
-        // runtime, so only builtin providers qualify here.
-        if is_plugin_provider(provider.id()) {
+        if !self.system_client_allowed(tenant_id, provider.id()).await? {
             return Ok(None);
         }
         Ok(self.system_params(provider.id()).await?.map(|params| ResolvedClient {
@@ -289,12 +412,13 @@ impl OAuth {
         let key = self.keys.private_key(tenant_id).await?;
         let encrypted =
             encrypt_fields(&params, &secrets, key.public_key()).map_err(|e| ApiError::invalid(e.to_string()))?;
+        let (plugin_id, provider_name) = client_key(provider.id());
         self.store
             .oauth_clients()
             .upsert_tenant(
                 tenant_id,
-                BUILTIN_PLUGIN_ID,
-                provider.id(),
+                plugin_id,
+                provider_name,
                 enabled.unwrap_or(stored_enabled),
                 &Value::Object(encrypted).to_string(),
             )
@@ -318,9 +442,10 @@ impl OAuth {
     /// Deletes the tenant's client.
     pub async fn delete_tenant_client(&self, tenant_id: &str, provider: &dyn ToolProvider) -> Result<(), ApiError> {
         client_schema(provider)?;
+        let (plugin_id, provider_name) = client_key(provider.id());
         self.store
             .oauth_clients()
-            .delete_tenant(tenant_id, BUILTIN_PLUGIN_ID, provider.id())
+            .delete_tenant(tenant_id, plugin_id, provider_name)
             .await?;
         Ok(())
     }
@@ -334,7 +459,7 @@ impl OAuth {
         let schema = client_schema(provider)?.to_vec();
         let secrets = secret_field_names(&schema);
         let tenant = self.tenant_params(tenant_id, provider).await?;
-        let system_exists = !is_plugin_provider(provider.id()) && self.system_params(provider.id()).await?.is_some();
+        let system_exists = self.system_params(provider.id()).await?.is_some();
         Ok(ClientSchemaView {
             schema,
             is_oauth_custom_client_enabled: tenant.as_ref().is_some_and(|(enabled, _)| *enabled),
@@ -357,9 +482,6 @@ impl OAuth {
         user_id: &str,
         provider: &dyn ToolProvider,
     ) -> Result<(String, String), ApiError> {
-        if is_plugin_provider(provider.id()) {
-            return Err(plugin_runtime_missing(provider.id()));
-        }
         client_schema(provider)?;
         let client = self.resolve_client(tenant_id, provider).await?.ok_or_else(|| {
             ApiError::invalid(format!(
@@ -369,6 +491,14 @@ impl OAuth {
                 provider.id()
             ))
         })?;
+        if is_plugin_provider(provider.id()) {
+            let url = self
+                .plugin_authorization_url(tenant_id, user_id, provider, &client)
+                .await?;
+            let context_id = uuid::Uuid::new_v4().to_string();
+            self.remember(&context_id, tenant_id, user_id, provider.id(), String::new())?;
+            return Ok((context_id, url));
+        }
         let params = &client.params;
         let authorize = required_param(params, "authorization_url", provider.id())?;
         let client_id = required_param(params, "client_id", provider.id())?;
@@ -389,22 +519,140 @@ impl OAuth {
                 query.append_pair("scope", scope);
             }
         }
+        self.remember(&context_id, tenant_id, user_id, provider.id(), verifier)?;
+        Ok((context_id, url.into()))
+    }
+
+    /// Stores a pending authorization for [`CONTEXT_TTL`].
+    fn remember(
+        &self,
+        context_id: &str,
+        tenant_id: &str,
+        user_id: &str,
+        provider_id: &str,
+        code_verifier: String,
+    ) -> Result<(), ApiError> {
         let mut contexts = self
             .contexts
             .lock()
             .map_err(|_| ApiError::internal("OAuth context lock poisoned"))?;
         Self::prune(&mut contexts);
         contexts.insert(
-            context_id.clone(),
+            context_id.to_owned(),
             Context {
                 tenant_id: tenant_id.to_owned(),
                 user_id: user_id.to_owned(),
-                provider: provider.id().to_owned(),
-                code_verifier: verifier,
+                provider: provider_id.to_owned(),
+                code_verifier,
                 created: Instant::now(),
             },
         );
-        Ok((context_id, url.into()))
+        Ok(())
+    }
+
+    /// The plugin's authorization URL (`oauth/get_authorization_url`).
+    async fn plugin_authorization_url(
+        &self,
+        tenant_id: &str,
+        user_id: &str,
+        provider: &dyn ToolProvider,
+        client: &ResolvedClient,
+    ) -> Result<String, ApiError> {
+        let payload = self.plugin_payload(provider.id(), client);
+        let answer = self
+            .plugin_oauth(tenant_id, user_id, provider.id(), "get_authorization_url", payload)
+            .await
+            .map_err(|e| ApiError::new(axum::http::StatusCode::BAD_GATEWAY, "oauth_authorization_url_failed", e))?;
+        answer
+            .get("authorization_url")
+            .and_then(Value::as_str)
+            .filter(|url| !url.is_empty())
+            .map(str::to_owned)
+            .ok_or_else(|| {
+                ApiError::new(
+                    axum::http::StatusCode::BAD_GATEWAY,
+                    "oauth_authorization_url_failed",
+                    format!("plugin provider {:?} answered no authorization_url", provider.id()),
+                )
+            })
+    }
+
+    /// Completes a plugin provider's authorization: consumes the context, hands the callback request
+    /// (`raw_http_request`, see [`raw_http_request`]) to the plugin's `oauth/get_credentials` and returns
+    /// `(tenant_id, user_id, provider, tokens)`.
+    pub async fn plugin_exchange(
+        &self,
+        context_id: &str,
+        provider_id: &str,
+        raw_request: &[u8],
+        provider_lookup: impl AsyncFnOnce(&str, &str) -> Result<Arc<dyn ToolProvider>, ApiError>,
+    ) -> Result<(String, String, Arc<dyn ToolProvider>, Tokens), ApiError> {
+        let context = self.take_context(context_id).ok_or_else(|| {
+            ApiError::invalid("Invalid context_id: the authorization expired or was already used; start again")
+        })?;
+        if context.provider != provider_id {
+            return Err(ApiError::invalid(
+                "the callback's provider does not match the authorization",
+            ));
+        }
+        let provider = provider_lookup(&context.tenant_id, &context.provider).await?;
+        let client = self
+            .resolve_client(&context.tenant_id, provider.as_ref())
+            .await?
+            .ok_or_else(|| {
+                ApiError::invalid(format!(
+                    "no OAuth client is configured for provider {:?}",
+                    context.provider
+                ))
+            })?;
+        let mut payload = self.plugin_payload(provider.id(), &client);
+        payload.insert("raw_http_request".into(), Value::String(hex::encode(raw_request)));
+        let mut answer = self
+            .plugin_oauth(
+                &context.tenant_id,
+                &context.user_id,
+                provider.id(),
+                "get_credentials",
+                payload,
+            )
+            .await
+            .map_err(|e| ApiError::new(axum::http::StatusCode::BAD_GATEWAY, "oauth_exchange_failed", e))?;
+        let expires_at = plugin_expires_at(&answer);
+        let credentials = plugin_credentials(&mut answer)
+            .map_err(|e| ApiError::new(axum::http::StatusCode::BAD_GATEWAY, "oauth_exchange_failed", e))?;
+        Ok((
+            context.tenant_id,
+            context.user_id,
+            provider,
+            Tokens {
+                credentials,
+                expires_at,
+            },
+        ))
+    }
+
+    /// Refreshes a plugin provider's credential through the plugin's `oauth/refresh_credentials`.
+    async fn plugin_refresh(
+        &self,
+        tenant_id: &str,
+        provider: &dyn ToolProvider,
+        credentials: &Map<String, Value>,
+    ) -> Result<Tokens, String> {
+        let client = self
+            .resolve_client(tenant_id, provider)
+            .await
+            .map_err(|e| e.message)?
+            .ok_or_else(|| "no OAuth client is configured".to_owned())?;
+        let mut payload = self.plugin_payload(provider.id(), &client);
+        payload.insert("credentials".into(), Value::Object(credentials.clone()));
+        let mut answer = self
+            .plugin_oauth(tenant_id, "", provider.id(), "refresh_credentials", payload)
+            .await?;
+        let expires_at = plugin_expires_at(&answer);
+        Ok(Tokens {
+            credentials: plugin_credentials(&mut answer)?,
+            expires_at,
+        })
     }
 
     /// Consumes a context (single use); `None` when unknown or expired.
@@ -518,7 +766,8 @@ impl OAuth {
         ))
     }
 
-    /// Refreshes an `oauth2` credential with its refresh token (refresh-token grant).
+    /// Refreshes an `oauth2` credential: builtin providers with the refresh-token grant, plugin providers through
+    /// the plugin's `oauth/refresh_credentials`.
     pub async fn refresh(
         &self,
         tenant_id: &str,
@@ -532,7 +781,10 @@ impl OAuth {
             ))
         };
         if is_plugin_provider(provider.id()) {
-            return Err(expired(plugin_runtime_missing(provider.id()).message));
+            return self
+                .plugin_refresh(tenant_id, provider, credentials)
+                .await
+                .map_err(expired);
         }
         let refresh_token =
             param(credentials, "refresh_token").ok_or_else(|| expired("no refresh_token was issued".into()))?;
@@ -581,6 +833,30 @@ mod tests {
             "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
         );
         assert_eq!(code_verifier().len(), 64);
+    }
+
+    #[test]
+    fn raw_request_keeps_the_callback_but_not_the_console_secrets() {
+        let mut headers = axum::http::HeaderMap::new();
+        headers.insert("host", "console.example".parse().unwrap());
+        headers.insert("cookie", "context_id=abc".parse().unwrap());
+        headers.insert("authorization", "Bearer tp-secret".parse().unwrap());
+        let raw = raw_http_request(
+            "GET",
+            "/console/api/oauth/plugin/a/b/c/tool/callback?code=1",
+            &headers,
+            b"",
+        );
+        assert_eq!(
+            String::from_utf8(raw).unwrap(),
+            "GET /console/api/oauth/plugin/a/b/c/tool/callback?code=1 HTTP/1.1\r\nhost: console.example\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn plugin_clients_are_keyed_by_plugin_and_short_name() {
+        assert_eq!(client_key("acme/oauthy/oauthy"), ("acme/oauthy", "oauthy"));
+        assert_eq!(client_key("github"), ("", "github"));
     }
 
     #[test]

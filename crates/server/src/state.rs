@@ -100,13 +100,16 @@ impl AppState {
         } = parts;
         let keys = Arc::new(TenantKeys::new(store.clone(), blobs.clone()));
         let (workflows, workflow_invoker) = crate::workflows::build(store.clone(), &net);
-        let oauth = Arc::new(crate::oauth::OAuth::new(
-            store.clone(),
-            keys.clone(),
-            &config.secret_key,
-            &config.console_api_url,
-            net.clone(),
-        ));
+        let oauth = Arc::new(
+            crate::oauth::OAuth::new(
+                store.clone(),
+                keys.clone(),
+                &config.secret_key,
+                &config.console_api_url,
+                net.clone(),
+            )
+            .with_plugin_daemon(daemon.clone()),
+        );
         let credentials = Arc::new(Credentials::with_oauth(store.clone(), keys.clone(), oauth.clone()));
         let extensions = Arc::new(crate::extensions::Extensions::new(
             store.clone(),

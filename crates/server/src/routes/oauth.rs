@@ -7,7 +7,8 @@
 //! - `POST|GET|DELETE /console/api/workspaces/current/tool-provider/builtin/{provider}/oauth/custom-client` and
 //!   `GET …/oauth/client-schema`.
 //!
-//! `{provider}` may contain slashes (`org/plugin/provider`), as Dify's `<path:provider>`.
+//! `{provider}` may contain slashes (`org/plugin/provider`), as Dify's `<path:provider>`; such plugin providers are
+//! authorized by the plugin (the callback's request goes to the plugin as it came, see [`crate::oauth`]).
 
 use axum::Json;
 use axum::extract::{FromRequestParts, Path, Query, State};
@@ -40,7 +41,12 @@ pub fn router() -> axum::Router<AppState> {
 }
 
 async fn provider(state: &AppState, tenant_id: &str, id: &str) -> Result<std::sync::Arc<dyn ToolProvider>, ApiError> {
-    Ok(state.catalog.provider(tenant_id, ToolProviderType::Builtin, id).await?)
+    let kind = if crate::oauth::is_plugin_provider(id) {
+        ToolProviderType::Plugin
+    } else {
+        ToolProviderType::Builtin
+    };
+    Ok(state.catalog.provider(tenant_id, kind, id).await?)
 }
 
 #[derive(Debug, Deserialize)]
@@ -68,6 +74,16 @@ async fn oauth_plugin(
             .unwrap_or_else(|e| e.into_response());
     }
     if let Some(provider_id) = rest.strip_suffix("/tool/callback") {
+        if crate::oauth::is_plugin_provider(provider_id) {
+            // The full path, as the browser requested it (nesting strips `/console/api` from `parts.uri`).
+            let uri = parts
+                .extensions
+                .get::<axum::extract::OriginalUri>()
+                .map_or(&parts.uri, |original| &original.0);
+            let path = uri.path_and_query().map_or("/", |p| p.as_str());
+            let raw = crate::oauth::raw_http_request(parts.method.as_str(), path, &headers, &[]);
+            return plugin_callback(&state, provider_id, &headers, &raw).await;
+        }
         return callback(&state, provider_id, &headers, query).await;
     }
     ApiError::not_found(format!(
@@ -77,7 +93,7 @@ async fn oauth_plugin(
 }
 
 async fn authorization_url(state: &AppState, caller: &TenantCaller, provider_id: &str) -> Result<Response, ApiError> {
-    if crate::oauth::is_plugin_provider(provider_id) {
+    if crate::oauth::is_plugin_provider(provider_id) && state.daemon.as_ref().and_then(|d| d.runtime()).is_none() {
         return Err(crate::oauth::plugin_runtime_missing(provider_id));
     }
     let provider = provider(state, &caller.tenant_id, provider_id).await?;
@@ -107,13 +123,54 @@ fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .map(|(_, v)| v)
 }
 
-async fn callback(state: &AppState, provider_id: &str, headers: &HeaderMap, query: CallbackQuery) -> Response {
+/// Where the callback sends the browser: `{CONSOLE_WEB_URL}/oauth-callback`, with `?error=…` on failure.
+fn callback_redirect(state: &AppState, provider_id: &str, error: Option<String>) -> Response {
     let web = format!("{}/oauth-callback", state.config.console_web_url);
-    let fail = |message: String| {
-        tracing::info!(provider = %provider_id, %message, "OAuth callback failed");
-        let encoded: String = url::form_urlencoded::byte_serialize(message.as_bytes()).collect();
-        Redirect::to(&format!("{web}?error={encoded}")).into_response()
+    match error {
+        None => Redirect::to(&web).into_response(),
+        Some(message) => {
+            tracing::info!(provider = %provider_id, %message, "OAuth callback failed");
+            let encoded: String = url::form_urlencoded::byte_serialize(message.as_bytes()).collect();
+            Redirect::to(&format!("{web}?error={encoded}")).into_response()
+        }
+    }
+}
+
+/// The callback of a plugin provider: the plugin reads the request (code, state, errors) itself.
+async fn plugin_callback(state: &AppState, provider_id: &str, headers: &HeaderMap, raw: &[u8]) -> Response {
+    let fail = |message: String| callback_redirect(state, provider_id, Some(message));
+    let Some(context_id) = cookie_value(headers, "context_id") else {
+        return fail("Invalid context_id: the context_id cookie is missing".into());
     };
+    let lookup_state = state.clone();
+    let exchanged = state
+        .oauth
+        .plugin_exchange(context_id, provider_id, raw, async move |tenant_id: &str, id: &str| {
+            provider(&lookup_state, tenant_id, id).await
+        })
+        .await;
+    let (tenant_id, user_id, provider, tokens) = match exchanged {
+        Ok(done) => done,
+        Err(e) => return fail(e.message),
+    };
+    match state
+        .credentials
+        .add_oauth(
+            &tenant_id,
+            &user_id,
+            provider.as_ref(),
+            tokens.credentials,
+            tokens.expires_at,
+        )
+        .await
+    {
+        Ok(_) => callback_redirect(state, provider_id, None),
+        Err(e) => fail(e.message),
+    }
+}
+
+async fn callback(state: &AppState, provider_id: &str, headers: &HeaderMap, query: CallbackQuery) -> Response {
+    let fail = |message: String| callback_redirect(state, provider_id, Some(message));
     let Some(context_id) = cookie_value(headers, "context_id") else {
         return fail("Invalid context_id: the context_id cookie is missing".into());
     };
@@ -151,7 +208,7 @@ async fn callback(state: &AppState, provider_id: &str, headers: &HeaderMap, quer
         )
         .await
     {
-        Ok(_) => Redirect::to(&web).into_response(),
+        Ok(_) => callback_redirect(state, provider_id, None),
         Err(e) => fail(e.message),
     }
 }
