@@ -117,6 +117,35 @@ async fn installed_plugin_tools_join_the_catalog() {
             .any(|p| p["provider_type"] == "plugin")
     );
 
+    // The console addresses plugin providers by `org/plugin/provider`, as Dify's `<path:provider>` routes do.
+    let (status, console_tools) = s
+        .get(
+            &s.key_a,
+            &s.console("/tool-provider/builtin/acme/weather/weather/tools"),
+        )
+        .await;
+    assert_eq!(status, 200, "{console_tools}");
+    assert_eq!(console_tools[0]["name"], tool_name.as_str());
+    let (status, info) = s
+        .get(&s.key_a, &s.console("/tool-provider/builtin/acme/weather/weather/info"))
+        .await;
+    assert_eq!(status, 200, "{info}");
+    assert_eq!(info["type"], "plugin");
+    let (status, _) = s
+        .get(
+            &s.key_a,
+            &s.console("/tool-provider/builtin/acme/weather/weather/credential/info"),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (status, _) = s
+        .get(
+            &s.key_b,
+            &s.console("/tool-provider/builtin/acme/weather/weather/tools"),
+        )
+        .await;
+    assert_eq!(status, 404, "tenant B has not installed the plugin");
+
     let reference = json!([{"provider_type": "plugin", "provider_id": "acme/weather/weather", "tool_name": tool_name}]);
     let (_, deleted) = s.post(&s.key_a, &s.url("/v1/tools/deleted"), reference.clone()).await;
     assert_eq!(deleted["deleted_tools"], json!([]));

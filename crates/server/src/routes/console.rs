@@ -18,24 +18,28 @@ use crate::state::AppState;
 
 /// The console router, to be nested under `/console/api`.
 pub fn router() -> axum::Router<AppState> {
-    let builtin = "/workspaces/current/tool-provider/builtin/{provider}";
-    axum::Router::new()
+    let mut router = axum::Router::new()
         .route("/workspaces/current/tool-providers", get(list_providers))
         .route("/workspaces/current/tools/builtin", get(list_builtin_with_tools))
-        .route("/workspaces/current/tool-labels", get(tool_labels))
-        .route(&format!("{builtin}/tools"), get(builtin_tools))
-        .route(&format!("{builtin}/info"), get(builtin_info))
-        .route(&format!("{builtin}/icon"), get(builtin_icon))
-        .route(&format!("{builtin}/credentials"), get(list_credentials))
-        .route(&format!("{builtin}/add"), post(add_credential))
-        .route(&format!("{builtin}/update"), post(update_credential))
-        .route(&format!("{builtin}/delete"), post(delete_credential))
-        .route(&format!("{builtin}/default-credential"), post(set_default_credential))
-        .route(
-            &format!("{builtin}/credential/schema/{{credential_type}}"),
-            get(credential_schema),
-        )
-        .route(&format!("{builtin}/credential/info"), get(credential_info))
+        .route("/workspaces/current/tool-labels", get(tool_labels));
+    // Builtin providers are addressed by name, plugin providers by `org/plugin/provider` (Dify's `<path:provider>`).
+    for prefix in BUILTIN_PROVIDER_PREFIXES {
+        router = router
+            .route(&format!("{prefix}/tools"), get(builtin_tools))
+            .route(&format!("{prefix}/info"), get(builtin_info))
+            .route(&format!("{prefix}/icon"), get(builtin_icon))
+            .route(&format!("{prefix}/credentials"), get(list_credentials))
+            .route(&format!("{prefix}/add"), post(add_credential))
+            .route(&format!("{prefix}/update"), post(update_credential))
+            .route(&format!("{prefix}/delete"), post(delete_credential))
+            .route(&format!("{prefix}/default-credential"), post(set_default_credential))
+            .route(
+                &format!("{prefix}/credential/schema/{{credential_type}}"),
+                get(credential_schema),
+            )
+            .route(&format!("{prefix}/credential/info"), get(credential_info));
+    }
+    router
         .merge(super::api_tools::router())
         .merge(super::workflows::router())
         .merge(super::mcp::router())
@@ -98,17 +102,46 @@ async fn tool_labels(_caller: TenantCaller) -> Json<Vec<ToolLabel>> {
     Json(ToolLabel::defaults())
 }
 
-async fn builtin(state: &AppState, tenant_id: &str, name: &str) -> Result<Arc<dyn ToolProvider>, ApiError> {
-    Ok(state
-        .catalog
-        .provider(tenant_id, ToolProviderType::Builtin, name)
-        .await?)
+/// The two shapes of a builtin-provider path: a builtin name, or a plugin provider's `org/plugin/provider`.
+pub const BUILTIN_PROVIDER_PREFIXES: [&str; 2] = [
+    "/workspaces/current/tool-provider/builtin/{provider}",
+    "/workspaces/current/tool-provider/builtin/{org}/{plugin}/{provider}",
+];
+
+/// The provider id of a route registered under [`BUILTIN_PROVIDER_PREFIXES`]: `time`, or `org/plugin/provider`.
+pub struct ProviderId(pub String);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for ProviderId {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let Path(params) = Path::<std::collections::HashMap<String, String>>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| ApiError::invalid(e.body_text()))?;
+        let provider = params
+            .get("provider")
+            .ok_or_else(|| ApiError::internal("route without a {provider} segment"))?;
+        Ok(match (params.get("org"), params.get("plugin")) {
+            (Some(org), Some(plugin)) => Self(format!("{org}/{plugin}/{provider}")),
+            _ => Self(provider.clone()),
+        })
+    }
+}
+
+/// A builtin provider by name, or an installed plugin's provider by `org/plugin/provider`.
+pub async fn builtin(state: &AppState, tenant_id: &str, name: &str) -> Result<Arc<dyn ToolProvider>, ApiError> {
+    let kind = if name.contains('/') {
+        ToolProviderType::Plugin
+    } else {
+        ToolProviderType::Builtin
+    };
+    Ok(state.catalog.provider(tenant_id, kind, name).await?)
 }
 
 async fn builtin_tools(
     State(state): State<AppState>,
     caller: TenantCaller,
-    Path(name): Path<String>,
+    ProviderId(name): ProviderId,
 ) -> Result<Json<Vec<Value>>, ApiError> {
     let provider = builtin(&state, &caller.tenant_id, &name).await?;
     Ok(Json(tool_entities(provider.as_ref()).await?))
@@ -117,7 +150,7 @@ async fn builtin_tools(
 async fn builtin_info(
     State(state): State<AppState>,
     caller: TenantCaller,
-    Path(name): Path<String>,
+    ProviderId(name): ProviderId,
 ) -> Result<Json<Value>, ApiError> {
     let provider = builtin(&state, &caller.tenant_id, &name).await?;
     Ok(Json(
@@ -128,7 +161,7 @@ async fn builtin_info(
 async fn builtin_icon(
     State(state): State<AppState>,
     caller: TenantCaller,
-    Path(name): Path<String>,
+    ProviderId(name): ProviderId,
 ) -> Result<Response, ApiError> {
     let provider = builtin(&state, &caller.tenant_id, &name).await?;
     let icon = provider
@@ -147,7 +180,7 @@ async fn builtin_icon(
 async fn list_credentials(
     State(state): State<AppState>,
     caller: TenantCaller,
-    Path(name): Path<String>,
+    ProviderId(name): ProviderId,
 ) -> Result<Json<Value>, ApiError> {
     let provider = builtin(&state, &caller.tenant_id, &name).await?;
     let views = state.credentials.list(&caller.tenant_id, provider.as_ref()).await?;
@@ -171,7 +204,7 @@ fn api_key() -> String {
 async fn add_credential(
     State(state): State<AppState>,
     caller: TenantCaller,
-    Path(name): Path<String>,
+    ProviderId(name): ProviderId,
     ApiJson(body): ApiJson<AddBody>,
 ) -> Result<Json<Value>, ApiError> {
     let provider = builtin(&state, &caller.tenant_id, &name).await?;
@@ -202,7 +235,7 @@ struct UpdateBody {
 async fn update_credential(
     State(state): State<AppState>,
     caller: TenantCaller,
-    Path(name): Path<String>,
+    ProviderId(name): ProviderId,
     ApiJson(body): ApiJson<UpdateBody>,
 ) -> Result<Json<Value>, ApiError> {
     let provider = builtin(&state, &caller.tenant_id, &name).await?;
@@ -227,7 +260,7 @@ struct DeleteBody {
 async fn delete_credential(
     State(state): State<AppState>,
     caller: TenantCaller,
-    Path(name): Path<String>,
+    ProviderId(name): ProviderId,
     ApiJson(body): ApiJson<DeleteBody>,
 ) -> Result<Json<Value>, ApiError> {
     let provider = builtin(&state, &caller.tenant_id, &name).await?;
@@ -246,7 +279,7 @@ struct DefaultBody {
 async fn set_default_credential(
     State(state): State<AppState>,
     caller: TenantCaller,
-    Path(name): Path<String>,
+    ProviderId(name): ProviderId,
     ApiJson(body): ApiJson<DefaultBody>,
 ) -> Result<Json<Value>, ApiError> {
     let provider = builtin(&state, &caller.tenant_id, &name).await?;
@@ -260,9 +293,11 @@ async fn set_default_credential(
 async fn credential_schema(
     State(state): State<AppState>,
     caller: TenantCaller,
-    Path((name, credential_type)): Path<(String, String)>,
+    ProviderId(name): ProviderId,
+    Path(params): Path<std::collections::HashMap<String, String>>,
 ) -> Result<Json<Value>, ApiError> {
     let provider = builtin(&state, &caller.tenant_id, &name).await?;
+    let credential_type = params.get("credential_type").map(String::as_str).unwrap_or_default();
     let kind: CredentialType = credential_type.parse().map_err(ApiError::invalid)?;
     let schema = provider.entity().credentials_schema_for(kind);
     Ok(Json(serde_json::to_value(schema).map_err(ApiError::internal)?))
@@ -271,7 +306,7 @@ async fn credential_schema(
 async fn credential_info(
     State(state): State<AppState>,
     caller: TenantCaller,
-    Path(name): Path<String>,
+    ProviderId(name): ProviderId,
 ) -> Result<Json<Value>, ApiError> {
     let provider = builtin(&state, &caller.tenant_id, &name).await?;
     let credentials = state.credentials.list(&caller.tenant_id, provider.as_ref()).await?;

@@ -18,8 +18,8 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
-use toolplane_core::{ToolProvider, ToolProviderType};
 
+use super::console::{ProviderId, builtin};
 use crate::auth::TenantCaller;
 use crate::error::ApiError;
 use crate::json::ApiJson;
@@ -28,25 +28,18 @@ use crate::state::AppState;
 
 /// Routes nested under `/console/api`.
 pub fn router() -> axum::Router<AppState> {
-    let builtin = "/workspaces/current/tool-provider/builtin/{provider}/oauth";
-    axum::Router::new()
-        .route("/oauth/plugin/{*rest}", get(oauth_plugin))
-        .route(
-            &format!("{builtin}/custom-client"),
-            get(get_custom_client)
-                .post(save_custom_client)
-                .delete(delete_custom_client),
-        )
-        .route(&format!("{builtin}/client-schema"), get(client_schema))
-}
-
-async fn provider(state: &AppState, tenant_id: &str, id: &str) -> Result<std::sync::Arc<dyn ToolProvider>, ApiError> {
-    let kind = if crate::oauth::is_plugin_provider(id) {
-        ToolProviderType::Plugin
-    } else {
-        ToolProviderType::Builtin
-    };
-    Ok(state.catalog.provider(tenant_id, kind, id).await?)
+    let mut router = axum::Router::new().route("/oauth/plugin/{*rest}", get(oauth_plugin));
+    for prefix in super::console::BUILTIN_PROVIDER_PREFIXES {
+        router = router
+            .route(
+                &format!("{prefix}/oauth/custom-client"),
+                get(get_custom_client)
+                    .post(save_custom_client)
+                    .delete(delete_custom_client),
+            )
+            .route(&format!("{prefix}/oauth/client-schema"), get(client_schema));
+    }
+    router
 }
 
 #[derive(Debug, Deserialize)]
@@ -96,7 +89,7 @@ async fn authorization_url(state: &AppState, caller: &TenantCaller, provider_id:
     if crate::oauth::is_plugin_provider(provider_id) && state.daemon.as_ref().and_then(|d| d.runtime()).is_none() {
         return Err(crate::oauth::plugin_runtime_missing(provider_id));
     }
-    let provider = provider(state, &caller.tenant_id, provider_id).await?;
+    let provider = builtin(state, &caller.tenant_id, provider_id).await?;
     let (context_id, url) = state
         .oauth
         .authorization_url(&caller.tenant_id, &caller.user_id, provider.as_ref())
@@ -146,7 +139,7 @@ async fn plugin_callback(state: &AppState, provider_id: &str, headers: &HeaderMa
     let exchanged = state
         .oauth
         .plugin_exchange(context_id, provider_id, raw, async move |tenant_id: &str, id: &str| {
-            provider(&lookup_state, tenant_id, id).await
+            builtin(&lookup_state, tenant_id, id).await
         })
         .await;
     let (tenant_id, user_id, provider, tokens) = match exchanged {
@@ -187,7 +180,7 @@ async fn callback(state: &AppState, provider_id: &str, headers: &HeaderMap, quer
     let exchanged = state
         .oauth
         .exchange(context_id, &code, async move |tenant_id: &str, id: &str| {
-            provider(&lookup_state, tenant_id, id).await
+            builtin(&lookup_state, tenant_id, id).await
         })
         .await;
     let (tenant_id, user_id, provider, tokens) = match exchanged {
@@ -224,10 +217,10 @@ struct CustomClientBody {
 async fn save_custom_client(
     State(state): State<AppState>,
     caller: TenantCaller,
-    Path(provider_id): Path<String>,
+    ProviderId(provider_id): ProviderId,
     ApiJson(body): ApiJson<CustomClientBody>,
 ) -> Result<Json<Value>, ApiError> {
-    let provider = provider(&state, &caller.tenant_id, &provider_id).await?;
+    let provider = builtin(&state, &caller.tenant_id, &provider_id).await?;
     // Dify: `enable_oauth_custom_client` defaults to true when params are saved.
     let enabled = match (&body.client_params, body.enable_oauth_custom_client) {
         (_, Some(enabled)) => Some(enabled),
@@ -244,9 +237,9 @@ async fn save_custom_client(
 async fn get_custom_client(
     State(state): State<AppState>,
     caller: TenantCaller,
-    Path(provider_id): Path<String>,
+    ProviderId(provider_id): ProviderId,
 ) -> Result<Json<Map<String, Value>>, ApiError> {
-    let provider = provider(&state, &caller.tenant_id, &provider_id).await?;
+    let provider = builtin(&state, &caller.tenant_id, &provider_id).await?;
     Ok(Json(
         state
             .oauth
@@ -258,9 +251,9 @@ async fn get_custom_client(
 async fn delete_custom_client(
     State(state): State<AppState>,
     caller: TenantCaller,
-    Path(provider_id): Path<String>,
+    ProviderId(provider_id): ProviderId,
 ) -> Result<Json<Value>, ApiError> {
-    let provider = provider(&state, &caller.tenant_id, &provider_id).await?;
+    let provider = builtin(&state, &caller.tenant_id, &provider_id).await?;
     state
         .oauth
         .delete_tenant_client(&caller.tenant_id, provider.as_ref())
@@ -271,9 +264,9 @@ async fn delete_custom_client(
 async fn client_schema(
     State(state): State<AppState>,
     caller: TenantCaller,
-    Path(provider_id): Path<String>,
+    ProviderId(provider_id): ProviderId,
 ) -> Result<Json<crate::oauth::ClientSchemaView>, ApiError> {
-    let provider = provider(&state, &caller.tenant_id, &provider_id).await?;
+    let provider = builtin(&state, &caller.tenant_id, &provider_id).await?;
     Ok(Json(
         state
             .oauth
