@@ -1,4 +1,5 @@
-//! Serves the demo tools over toolplane's MCP router for `scripts/conformance.sh`.
+//! Serves the demo tools plus the conformance fixture (`McpServer::with_conformance_fixture`) over toolplane's
+//! MCP router for `scripts/conformance.sh`.
 //! Usage: `conformance_server PORT` → `http://127.0.0.1:PORT/mcp/server/conformance/mcp`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -8,12 +9,14 @@ mod demo;
 use std::sync::Arc;
 
 use axum::serve::ListenerExt;
-use toolplane_mcp::{HttpOptions, StaticResolver, mcp_router};
+use toolplane_mcp::{HttpOptions, McpServer, StaticResolver, mcp_router};
 
 #[tokio::main]
 async fn main() {
     let port: u16 = std::env::args().nth(1).and_then(|p| p.parse().ok()).unwrap_or(8931);
-    let resolver = StaticResolver::new().with_server("conformance", demo::server(), None);
+    let config = demo::server().config().clone();
+    let server = McpServer::new(demo::catalog(), "tenant-1", config).with_conformance_fixture();
+    let resolver = StaticResolver::new().with_server("conformance", Arc::new(server), None);
     let options = HttpOptions {
         allowed_origins: Some(vec![
             format!("http://127.0.0.1:{port}"),

