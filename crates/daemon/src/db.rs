@@ -6,8 +6,11 @@
 //! two migration histories colliding.
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
@@ -211,6 +214,45 @@ pub struct Released {
 pub struct PluginDb {
     pool: AnyPool,
     backend: DbBackend,
+    installed: Arc<InstalledCache>,
+}
+
+/// `(tenant, plugin id) → installed unique identifier`, so that a dispatch call (one per tool call) does not query
+/// the database. Every write to `plugin_installations` goes through [`PluginDb`], which forgets the entry it changes
+/// after committing; the generation counter keeps a lookup that read the table before such a write from caching
+/// what it read. Only installed plugins are cached (misses always ask the database).
+///
+/// The cache belongs to one `PluginDb` (and its clones): another process writing the same database is not seen
+/// until this one restarts, as with the original daemon's in-process caches.
+#[derive(Debug, Default)]
+struct InstalledCache {
+    /// Guarded together with `generation` changes: [`InstalledCache::forget`] bumps it under the lock.
+    entries: Mutex<HashMap<(String, String), String>>,
+    generation: AtomicU64,
+}
+
+impl InstalledCache {
+    fn get(&self, tenant_id: &str, plugin_id: &str) -> Option<String> {
+        let entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        entries.get(&(tenant_id.to_owned(), plugin_id.to_owned())).cloned()
+    }
+
+    /// Caches what a lookup that started at `generation` read, unless a write happened since.
+    fn put(&self, generation: u64, tenant_id: &str, plugin_id: &str, unique_identifier: &str) {
+        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        if self.generation.load(Ordering::Acquire) == generation {
+            entries.insert(
+                (tenant_id.to_owned(), plugin_id.to_owned()),
+                unique_identifier.to_owned(),
+            );
+        }
+    }
+
+    fn forget(&self, tenant_id: &str, plugin_id: &str) {
+        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        entries.remove(&(tenant_id.to_owned(), plugin_id.to_owned()));
+    }
 }
 
 impl PluginDb {
@@ -269,7 +311,11 @@ impl PluginDb {
             });
         }
         let pool = options.connect(&url).await.map_err(setup)?;
-        let db = Self { pool, backend };
+        let db = Self {
+            pool,
+            backend,
+            installed: Arc::default(),
+        };
         db.migrate().await?;
         Ok(db)
     }
@@ -453,6 +499,7 @@ impl PluginDb {
         )
         .await?;
         tx.commit().await?;
+        self.installed.forget(new.tenant_id, new.plugin_id);
         Ok(InstallationRow {
             id,
             created_at: now,
@@ -505,6 +552,7 @@ impl PluginDb {
         .await?;
         let released = remove_reference(&mut tx, original).await?;
         tx.commit().await?;
+        self.installed.forget(new.tenant_id, new.plugin_id);
         Ok(Released {
             unreferenced: released.into_iter().collect(),
         })
@@ -543,6 +591,7 @@ impl PluginDb {
             .await?;
         let released = remove_reference(&mut tx, &installation.plugin_unique_identifier).await?;
         tx.commit().await?;
+        self.installed.forget(tenant_id, &installation.plugin_id);
         Ok((
             installation,
             Released {
@@ -601,6 +650,32 @@ impl PluginDb {
         .fetch_optional(&self.pool)
         .await?;
         row.as_ref().map(installation_from_row).transpose()
+    }
+
+    /// The unique identifier of the version of `plugin_id` the tenant has installed, from memory after the first
+    /// lookup (see [`InstalledCache`]); what the dispatch routes need on every call.
+    pub async fn installed_unique_identifier(
+        &self,
+        tenant_id: &str,
+        plugin_id: &str,
+    ) -> Result<Option<String>, DaemonError> {
+        if let Some(uid) = self.installed.get(tenant_id, plugin_id) {
+            return Ok(Some(uid));
+        }
+        let generation = self.installed.generation.load(Ordering::Acquire);
+        let row = sqlx::query(
+            "SELECT plugin_unique_identifier FROM plugin_installations WHERE tenant_id = $1 AND plugin_id = $2",
+        )
+        .bind(tenant_id)
+        .bind(plugin_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let uid: String = row.try_get("plugin_unique_identifier")?;
+        self.installed.put(generation, tenant_id, plugin_id, &uid);
+        Ok(Some(uid))
     }
 
     /// A tenant's category rows, oldest first, paged.
@@ -934,5 +1009,51 @@ mod tests {
             Some("openai")
         );
         assert_eq!(ProviderCategory::Trigger.provider_name(&declaration), None);
+    }
+
+    #[tokio::test]
+    async fn installed_unique_identifier_follows_install_upgrade_and_uninstall() {
+        let db = PluginDb::open("sqlite::memory:").await.unwrap();
+        let (meta, declaration) = (
+            serde_json::json!({}),
+            serde_json::json!({"tool": {"identity": {"name": "p"}}}),
+        );
+        let new = |uid: &'static str| NewInstallation {
+            tenant_id: "t",
+            plugin_unique_identifier: uid,
+            plugin_id: "org/p",
+            source: "package",
+            meta: &meta,
+            declaration: &declaration,
+        };
+        assert_eq!(db.installed_unique_identifier("t", "org/p").await.unwrap(), None);
+        let row = db.install(&new("org/p:0.0.1@aa")).await.unwrap();
+        for _ in 0..2 {
+            // The second lookup is served from memory.
+            assert_eq!(
+                db.installed_unique_identifier("t", "org/p").await.unwrap().as_deref(),
+                Some("org/p:0.0.1@aa")
+            );
+        }
+        assert_eq!(db.installed_unique_identifier("other", "org/p").await.unwrap(), None);
+        db.upgrade("org/p:0.0.1@aa", &new("org/p:0.0.2@bb")).await.unwrap();
+        assert_eq!(
+            db.installed_unique_identifier("t", "org/p").await.unwrap().as_deref(),
+            Some("org/p:0.0.2@bb")
+        );
+        db.uninstall("t", &row.id).await.unwrap();
+        assert_eq!(db.installed_unique_identifier("t", "org/p").await.unwrap(), None);
+    }
+
+    #[test]
+    fn a_lookup_that_raced_a_write_is_not_cached() {
+        let cache = InstalledCache::default();
+        let generation = cache.generation.load(Ordering::Acquire);
+        cache.forget("t", "org/p");
+        cache.put(generation, "t", "org/p", "org/p:0.0.1@aa");
+        assert_eq!(cache.get("t", "org/p"), None);
+        let generation = cache.generation.load(Ordering::Acquire);
+        cache.put(generation, "t", "org/p", "org/p:0.0.2@bb");
+        assert_eq!(cache.get("t", "org/p").as_deref(), Some("org/p:0.0.2@bb"));
     }
 }

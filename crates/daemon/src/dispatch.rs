@@ -5,6 +5,7 @@
 //! session is dropped, which cancels it in the runtime (a plugin that keeps working on it while it has nothing
 //! else to do is killed and restarted).
 
+use std::task::Poll;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -188,6 +189,9 @@ pub(crate) async fn dispatch(
 
 /// A session as SSE frames; ends after the plugin's end, an error, or the timeout. Dropping the stream (caller
 /// gone) drops the session, which cancels it.
+///
+/// Every frame that has already arrived when one is written goes out with it, so a plugin that answers with
+/// several chunks at once costs one write, not one per chunk.
 pub fn stream_session(
     session: Session,
     timeout: Duration,
@@ -195,32 +199,56 @@ pub fn stream_session(
     let deadline = tokio::time::Instant::now() + timeout;
     futures::stream::unfold(Some(session), move |session| async move {
         let mut session = session?;
-        match tokio::time::timeout_at(deadline, session.next()).await {
-            Err(_) => Some((
-                Ok(sse_error(
-                    -500,
-                    "PluginDaemonInternalServerError",
-                    &format!(
-                        "killed by timeout: the plugin did not finish within {} s",
-                        timeout.as_secs()
-                    ),
-                )),
-                None,
-            )),
-            Ok(None) => None,
-            Ok(Some(Ok(chunk))) => Some((
-                Ok(sse(&json!({"code": 0, "message": "success", "data": chunk}))),
-                Some(session),
-            )),
-            Ok(Some(Err(SessionError::Plugin(e)))) => {
-                let plugin = json!({"error_type": e.error_type, "message": e.message, "args": e.args});
-                Some((Ok(sse_error(-500, "PluginInvokeError", &plugin.to_string())), None))
+        let first = match tokio::time::timeout_at(deadline, session.next()).await {
+            Err(_) => {
+                let message = format!(
+                    "killed by timeout: the plugin did not finish within {} s",
+                    timeout.as_secs()
+                );
+                return Some((Ok(sse_error(-500, "PluginDaemonInternalServerError", &message)), None));
             }
-            Ok(Some(Err(SessionError::Runtime(message)))) => {
-                Some((Ok(sse_error(-500, "PluginDaemonInternalServerError", &message)), None))
+            Ok(None) => return None,
+            Ok(Some(item)) => item,
+        };
+        let mut frames = Vec::new();
+        let mut item = Some(first);
+        while let Some(next) = item.take() {
+            match next {
+                Ok(chunk) => push_chunk_frame(&mut frames, &chunk),
+                Err(e) => {
+                    frames.extend_from_slice(&session_error_frame(e));
+                    return Some((Ok(Bytes::from(frames)), None));
+                }
+            }
+            match session.try_next() {
+                Poll::Ready(Some(ready)) => item = Some(ready),
+                // The end arrived too: the next poll of `session.next()` returns `None` at once.
+                Poll::Ready(None) | Poll::Pending => {}
             }
         }
+        Some((Ok(Bytes::from(frames)), Some(session)))
     })
+}
+
+/// Appends `data: {"code": 0, "message": "success", "data": chunk}\n\n` without building an intermediate
+/// `Value` around the chunk.
+fn push_chunk_frame(out: &mut Vec<u8>, chunk: &Value) {
+    out.extend_from_slice(br#"data: {"code":0,"message":"success","data":"#);
+    // Writing a `Value` into a `Vec` cannot fail: it has no I/O and every `Value` is serialisable.
+    if serde_json::to_writer(&mut *out, chunk).is_err() {
+        out.extend_from_slice(b"null");
+    }
+    out.extend_from_slice(b"}\n\n");
+}
+
+fn session_error_frame(error: SessionError) -> Bytes {
+    match error {
+        SessionError::Plugin(e) => {
+            let plugin = json!({"error_type": e.error_type, "message": e.message, "args": e.args});
+            sse_error(-500, "PluginInvokeError", &plugin.to_string())
+        }
+        SessionError::Runtime(message) => sse_error(-500, "PluginDaemonInternalServerError", &message),
+    }
 }
 
 #[cfg(test)]
@@ -236,5 +264,21 @@ mod tests {
         );
         assert_eq!(dispatch_action("llm/invoke"), Some(("model", "invoke_llm")));
         assert_eq!(dispatch_action("nope"), None);
+    }
+
+    #[test]
+    fn chunk_frames_are_the_sse_envelope_around_the_chunk() {
+        let chunk = json!({"type": "text", "message": {"text": "a \"quoted\" line\n"}});
+        let mut frames = Vec::new();
+        push_chunk_frame(&mut frames, &chunk);
+        push_chunk_frame(&mut frames, &Value::Null);
+        let expected = [chunk, Value::Null]
+            .into_iter()
+            .map(|data| sse(&json!({"code": 0, "message": "success", "data": data})))
+            .fold(Vec::new(), |mut all, frame| {
+                all.extend_from_slice(&frame);
+                all
+            });
+        assert_eq!(String::from_utf8(frames).unwrap(), String::from_utf8(expected).unwrap());
     }
 }

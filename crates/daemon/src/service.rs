@@ -154,14 +154,13 @@ impl DaemonState {
         let runtime = self.runtime().ok_or_else(|| {
             DaemonError::Internal("this daemon runs without the plugin runtime, so plugins cannot be invoked".into())
         })?;
-        let installation = self
+        let uid = self
             .inner
             .db
-            .installation_by_plugin_id(&request.tenant_id, plugin_id)
+            .installed_unique_identifier(&request.tenant_id, plugin_id)
             .await?
             .ok_or_else(|| DaemonError::PluginNotFound("plugin not found".into()))?;
-        self.session_for(runtime, &installation.plugin_unique_identifier, request)
-            .await
+        self.session_for(runtime, &uid, request).await
     }
 
     /// Opens a session with an installed package by unique identifier.

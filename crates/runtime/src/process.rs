@@ -17,6 +17,7 @@ use std::path::Path;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -395,7 +396,25 @@ impl Session {
         if self.done {
             return None;
         }
-        match self.rx.recv().await {
+        let item = self.rx.recv().await;
+        self.take(item)
+    }
+
+    /// What [`Session::next`] would return, if the plugin has already sent it: `Poll::Pending` when nothing has
+    /// arrived yet. Lets a caller pass on every chunk that is ready in one write.
+    pub fn try_next(&mut self) -> Poll<Option<Result<Value, SessionError>>> {
+        if self.done {
+            return Poll::Ready(None);
+        }
+        match self.rx.try_recv() {
+            Ok(item) => Poll::Ready(self.take(Some(item))),
+            Err(mpsc::error::TryRecvError::Empty) => Poll::Pending,
+            Err(mpsc::error::TryRecvError::Disconnected) => Poll::Ready(self.take(None)),
+        }
+    }
+
+    fn take(&mut self, item: Option<SessionItem>) -> Option<Result<Value, SessionError>> {
+        match item {
             Some(SessionItem::Chunk(v)) => Some(Ok(v)),
             Some(SessionItem::Plugin(e)) => {
                 // The plugin follows an error with `end`; nothing more will come.
