@@ -47,6 +47,11 @@ struct Fixture {
 
 impl Fixture {
     async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    /// [`Fixture::start`] with changes to the runtime configuration.
+    async fn start_with(configure: impl FnOnce(&mut RuntimeConfig)) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let mut config = DaemonConfig::new(
             KEY,
@@ -59,6 +64,7 @@ impl Fixture {
         runtime_config.max_execution_timeout = Duration::from_secs(2);
         runtime_config.cancel_grace = Duration::from_millis(500);
         runtime_config.restart_backoff = Duration::from_millis(100);
+        configure(&mut runtime_config);
         let runtime = PluginRuntime::new(
             runtime_config,
             Backwards {
@@ -89,40 +95,52 @@ impl Fixture {
             |_| {},
         )
         .unwrap();
-        let form = reqwest::multipart::Form::new()
-            .part(
-                "dify_pkg",
-                reqwest::multipart::Part::bytes(package).file_name("probe.difypkg"),
-            )
-            .text("verify_signature", "false");
-        let uploaded: Value = self
-            .client
-            .post(format!(
-                "{}/plugin/{TENANT}/management/install/upload/package",
-                self.base
-            ))
-            .header("X-Api-Key", KEY)
-            .multipart(form)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let uid = uploaded["data"]["unique_identifier"].as_str().unwrap().to_owned();
+        self.install_packages(vec![package]).await.remove(0)
+    }
+
+    /// Uploads the packages and installs them in one task; their unique identifiers.
+    async fn install_packages(&self, packages: Vec<Vec<u8>>) -> Vec<String> {
+        let mut uids = Vec::new();
+        for package in packages {
+            let form = reqwest::multipart::Form::new()
+                .part(
+                    "dify_pkg",
+                    reqwest::multipart::Part::bytes(package).file_name("probe.difypkg"),
+                )
+                .text("verify_signature", "false");
+            let uploaded: Value = self
+                .client
+                .post(format!(
+                    "{}/plugin/{TENANT}/management/install/upload/package",
+                    self.base
+                ))
+                .header("X-Api-Key", KEY)
+                .multipart(form)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            uids.push(uploaded["data"]["unique_identifier"].as_str().unwrap().to_owned());
+        }
+        let metas = vec![json!({}); uids.len()];
         let started: Value = self
             .client
             .post(format!("{}/plugin/{TENANT}/management/install/identifiers", self.base))
             .header("X-Api-Key", KEY)
-            .json(&json!({"plugin_unique_identifiers": [uid], "source": "package", "metas": [{}]}))
+            .json(&json!({"plugin_unique_identifiers": uids, "source": "package", "metas": metas}))
             .send()
             .await
             .unwrap()
             .json()
             .await
             .unwrap();
-        let task_id = started["data"]["task_id"].as_str().unwrap().to_owned();
-        for _ in 0..1200 {
+        let task_id = started["data"]["task_id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("install did not start: {started}"))
+            .to_owned();
+        for _ in 0..12_000 {
             let task: Value = self
                 .client
                 .get(format!(
@@ -137,7 +155,7 @@ impl Fixture {
                 .await
                 .unwrap();
             match task["data"]["status"].as_str() {
-                Some("success") => return uid,
+                Some("success") => return uids,
                 Some("failed") => panic!("install failed: {task}"),
                 _ => tokio::time::sleep(Duration::from_millis(100)).await,
             }
@@ -146,10 +164,14 @@ impl Fixture {
     }
 
     fn dispatch_request(&self, route: &str, data: Value) -> reqwest::RequestBuilder {
+        self.dispatch_request_to("probe/probe", route, data)
+    }
+
+    fn dispatch_request_to(&self, plugin_id: &str, route: &str, data: Value) -> reqwest::RequestBuilder {
         self.client
             .post(format!("{}/plugin/{TENANT}/dispatch/{route}", self.base))
             .header("X-Api-Key", KEY)
-            .header("X-Plugin-ID", "probe/probe")
+            .header("X-Plugin-ID", plugin_id)
             .header("Content-Type", "application/json")
             .json(&json!({
                 "user_id": "user-1",
@@ -436,5 +458,136 @@ async fn bench_dispatch_against_direct_runtime() {
                 all.len() as f64 / elapsed.as_secs_f64()
             );
         }
+    }
+}
+
+/// The probe plugin renamed to `name` (plugin id `probe/{name}`), packaged.
+fn renamed_probe(name: &str) -> Vec<u8> {
+    fn copy(from: &Path, to: &Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for entry in std::fs::read_dir(from).unwrap() {
+            let entry = entry.unwrap();
+            let target = to.join(entry.file_name());
+            if entry.file_type().unwrap().is_dir() {
+                copy(&entry.path(), &target);
+            } else {
+                std::fs::copy(entry.path(), target).unwrap();
+            }
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    copy(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../runtime/tests/data/probe"),
+        dir.path(),
+    );
+    let manifest = dir.path().join("manifest.yaml");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    assert!(text.contains("\nname: probe\n"));
+    std::fs::write(&manifest, text.replace("\nname: probe\n", &format!("\nname: {name}\n"))).unwrap();
+    toolplane_plugin::package_dir(dir.path(), 50 << 20, |_| {}).unwrap()
+}
+
+/// `VmRSS` of a process in KiB.
+fn rss_kib(pid: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// (this process's RSS, the summed RSS of its descendants, how many descendants), in KiB.
+fn rss_of_self_and_children() -> (u64, u64, usize) {
+    let me = std::process::id().to_string();
+    let mut parents: Vec<(String, String)> = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let pid = entry.file_name().to_string_lossy().into_owned();
+        if !pid.bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // `pid (comm) state ppid …`; comm may hold spaces, so split after the last ')'.
+        if let Some(ppid) = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+        {
+            parents.push((pid, ppid.to_owned()));
+        }
+    }
+    let mut family = vec![me.clone()];
+    let mut i = 0;
+    while i < family.len() {
+        let parent = family[i].clone();
+        family.extend(parents.iter().filter(|(_, p)| *p == parent).map(|(c, _)| c.clone()));
+        i += 1;
+    }
+    let children: u64 = family[1..].iter().map(|p| rss_kib(p)).sum();
+    (rss_kib(&me), children, family.len() - 1)
+}
+
+/// Memory (run with `--ignored --nocapture`): the daemon's RSS (this process) and its plugins' with 1, 10 and 100
+/// installed copies of the probe plugin (`TOOLPLANE_RSS_COUNTS=1,10` for fewer), each called once (all at once),
+/// then after the idle timeout (`TOOLPLANE_RSS_IDLE_SECS`, 60 s) has stopped them.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "measurement; run explicitly"]
+async fn measure_rss_with_installed_plugins() {
+    if !online() {
+        return;
+    }
+    // Longer than starting every plugin at once takes, so that all of them are running when measured.
+    let idle = Duration::from_secs(std::env::var("TOOLPLANE_RSS_IDLE_SECS").map_or(60, |s| s.trim().parse().unwrap()));
+    let counts: Vec<usize> = std::env::var("TOOLPLANE_RSS_COUNTS")
+        .unwrap_or_else(|_| "1,10,100".into())
+        .split(',')
+        .map(|n| n.trim().parse().unwrap())
+        .collect();
+    let (rss, _, _) = rss_of_self_and_children();
+    println!("before any install: daemon {:>7} KiB", rss);
+    let fx = Fixture::start_with(|c| {
+        c.idle_timeout = idle;
+        // Starting 100 plugins at once on a small machine takes far longer than one call.
+        c.max_execution_timeout = Duration::from_secs(300);
+    })
+    .await;
+    let mut installed = 0;
+    for count in counts {
+        let started = Instant::now();
+        let names: Vec<String> = (installed..count).map(|i| format!("probe{i}")).collect();
+        // One install task takes at most MAX_IDENTIFIERS_PER_INSTALL plugins.
+        for batch in names.chunks(10) {
+            fx.install_packages(batch.iter().map(|name| renamed_probe(name)).collect())
+                .await;
+        }
+        let install_time = started.elapsed();
+        installed = count;
+        let calls = (0..count).map(|i| {
+            let request =
+                fx.dispatch_request_to(&format!("probe/probe{i}"), "tool/invoke", invoke_data("basic", "rss"));
+            async move {
+                let response = request.send().await.unwrap();
+                assert_eq!(response.status(), 200);
+                let text = response.text().await.unwrap();
+                assert!(text.contains("\"code\":0"), "{text}");
+            }
+        });
+        futures::future::join_all(calls).await;
+        let (daemon, plugins, processes) = rss_of_self_and_children();
+        println!(
+            "{count:>3} installed (+{:.0} s to install), all called: daemon {daemon:>7} KiB, plugins {plugins:>8} KiB \
+             in {processes} processes",
+            install_time.as_secs_f64()
+        );
+        // The runtime checks every idle/4.
+        tokio::time::sleep(idle + idle / 2).await;
+        let (daemon, plugins, processes) = rss_of_self_and_children();
+        println!(
+            "{count:>3} installed, after the idle timeout:  daemon {daemon:>7} KiB, plugins {plugins:>8} KiB in \
+             {processes} processes"
+        );
     }
 }
