@@ -1,7 +1,11 @@
 //! Backwards invocation: what a plugin may ask of its host while a session runs.
 //!
 //! `storage` is answered inside the runtime through [`PluginStorage`] (with the manifest's quota); `tool` goes to a
-//! [`ToolCatalog`] the embedding server provides; every other type gets a clear "not available" error.
+//! [`ToolCatalog`] the embedding server provides; `upload_file` gets a signed upload URL from [`FileUploads`]; the
+//! model, node and app calls are forwarded to Dify's inner API ([`DifyInnerApi`], `DIFY_INNER_API_URL`), which
+//! also takes `tool` and `upload_file` when the host provides neither. Without it they get a clear "not available"
+//! error. Every type but `storage` and `upload_file` is checked against the manifest's `resource.permission` with
+//! the original's messages, and sessions of model plugins may not call back at all.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -11,6 +15,9 @@ use futures::stream::BoxStream;
 use serde_json::{Value, json};
 use thiserror::Error;
 use tokio::sync::Mutex;
+use toolplane_plugin::Permissions;
+
+use crate::inner_api::DifyInnerApi;
 
 /// The largest quota any plugin gets (the original's `PERSISTENCE_STORAGE_MAX_SIZE`, 100 MiB).
 pub const MAX_STORAGE_SIZE: u64 = 100 * 1024 * 1024;
@@ -176,13 +183,25 @@ pub trait ToolCatalog: Send + Sync {
     async fn invoke(&self, call: BackwardsToolCall) -> Result<BoxStream<'static, Result<Value, String>>, String>;
 }
 
+/// Signed upload URLs for `upload_file` backwards calls: the plugin POSTs the file (multipart `file`) to the URL and
+/// expects HTTP 201 with Dify's UploadFileResponse JSON.
+pub trait FileUploads: Send + Sync {
+    /// A URL valid for one upload of `filename` with `mimetype` by (`tenant_id`, `user_id`).
+    fn upload_url(&self, tenant_id: &str, user_id: &str, filename: &str, mimetype: &str) -> Result<String, String>;
+}
+
 /// Where backwards calls go.
 #[derive(Clone, Default)]
 pub struct Backwards {
     /// Storage KV; without it, storage calls fail with a clear error.
     pub storage: Option<Arc<dyn PluginStorage>>,
-    /// Tool calls; without it, tool calls fail with a clear error.
+    /// Tool calls; without it, tool calls go to Dify's inner API when configured, else fail with a clear error.
     pub tools: Option<Arc<dyn ToolCatalog>>,
+    /// Upload URLs; without it, `upload_file` goes to Dify's inner API when configured, else fails clearly.
+    pub uploads: Option<Arc<dyn FileUploads>>,
+    /// Dify's inner API for everything else. [`crate::PluginRuntime::new`] fills it from `DIFY_INNER_API_URL` /
+    /// `DIFY_INNER_API_KEY` when left empty.
+    pub dify: Option<Arc<DifyInnerApi>>,
 }
 
 impl std::fmt::Debug for Backwards {
@@ -190,7 +209,122 @@ impl std::fmt::Debug for Backwards {
         f.debug_struct("Backwards")
             .field("storage", &self.storage.is_some())
             .field("tools", &self.tools.is_some())
+            .field("uploads", &self.uploads.is_some())
+            .field("dify", &self.dify)
             .finish()
+    }
+}
+
+/// How the answer of a forwarded call goes back to the plugin (`message` of its `backwards_response` items).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ReplyMode {
+    Stream,
+    Struct,
+}
+
+/// (Dify inner API path, reply mode) of the invoke types forwarded to Dify.
+fn inner_route(kind: &str) -> Option<(&'static str, ReplyMode)> {
+    use ReplyMode::{Stream, Struct};
+    Some(match kind {
+        "tool" => ("invoke/tool", Stream),
+        "llm" => ("invoke/llm", Stream),
+        "llm_structured_output" => ("invoke/llm/structured-output", Stream),
+        "text_embedding" => ("invoke/text-embedding", Struct),
+        "multimodal_embedding" => ("invoke/multimodal-embedding", Struct),
+        "rerank" => ("invoke/rerank", Struct),
+        "multimodal_rerank" => ("invoke/multimodal-rerank", Struct),
+        "tts" => ("invoke/tts", Stream),
+        "speech2text" => ("invoke/speech2text", Struct),
+        "moderation" => ("invoke/moderation", Struct),
+        "node_parameter_extractor" => ("invoke/parameter-extractor", Struct),
+        "node_question_classifier" => ("invoke/question-classifier", Struct),
+        "app" => ("invoke/app", Stream),
+        "fetch_app" => ("fetch/app/info", Struct),
+        "system_summary" => ("invoke/summary", Struct),
+        "upload_file" => ("upload/file/request", Struct),
+        _ => return None,
+    })
+}
+
+/// The manifest permission a forwarded invoke type needs; `Err` carries the original daemon's denial message.
+fn check_permission(kind: &str, permissions: &Permissions) -> Result<(), String> {
+    let model = permissions.model.as_ref().filter(|m| m.enabled);
+    let (allowed, what) = match kind {
+        "llm" | "llm_structured_output" | "system_summary" => (model.is_some_and(|m| m.llm), "llm"),
+        "text_embedding" | "multimodal_embedding" => (model.is_some_and(|m| m.text_embedding), "text-embedding"),
+        "rerank" | "multimodal_rerank" => (model.is_some_and(|m| m.rerank), "rerank"),
+        "tts" => (model.is_some_and(|m| m.tts), "tts"),
+        "speech2text" => (model.is_some_and(|m| m.speech2text), "speech2text"),
+        "moderation" => (model.is_some_and(|m| m.moderation), "moderation"),
+        "node_parameter_extractor" | "node_question_classifier" => {
+            (permissions.node.as_ref().is_some_and(|n| n.enabled), "node")
+        }
+        "app" | "fetch_app" => (permissions.app.as_ref().is_some_and(|a| a.enabled), "app"),
+        "tool" => (permissions.tool.as_ref().is_some_and(|t| t.enabled), "tool"),
+        // Any plugin may upload files.
+        _ => (true, ""),
+    };
+    if allowed {
+        Ok(())
+    } else {
+        Err(format!(
+            "permission denied, you need to enable {what} access in plugin manifest"
+        ))
+    }
+}
+
+fn not_available(kind: &str) -> String {
+    format!(
+        "backwards invocation `{kind}` is not available: set DIFY_INNER_API_URL (and DIFY_INNER_API_KEY) to the Dify \
+         API server's inner address so toolplane can forward it to Dify"
+    )
+}
+
+/// Forwards one call to Dify, the session's tenant, user and the type injected as the original daemon does.
+async fn forward(
+    dify: &DifyInnerApi,
+    caller: &Caller,
+    kind: &str,
+    request: Value,
+    send: &mut (dyn FnMut(Reply) + Send),
+) {
+    use futures::StreamExt;
+    let Some((path, mode)) = inner_route(kind) else {
+        send(("error", format!("unsupported invoke type: {kind}"), Value::Null));
+        return;
+    };
+    let mut body = match request {
+        Value::Object(map) => map,
+        Value::Null => serde_json::Map::new(),
+        other => {
+            send((
+                "error",
+                format!("the `{kind}` request must be a JSON object, not {other}"),
+                Value::Null,
+            ));
+            return;
+        }
+    };
+    body.insert("tenant_id".into(), Value::String(caller.tenant_id.clone()));
+    body.insert("user_id".into(), Value::String(caller.user_id.clone()));
+    body.insert("type".into(), Value::String(kind.to_owned()));
+    let message = match mode {
+        ReplyMode::Stream => "stream",
+        ReplyMode::Struct => "struct",
+    };
+    match dify.call(path, &Value::Object(body)).await {
+        Err(e) => send(("error", format!("invoke {kind} failed: {e}"), Value::Null)),
+        Ok(mut items) => {
+            while let Some(item) = items.next().await {
+                match item {
+                    Ok(data) => send(("response", message.to_owned(), data)),
+                    Err(e) => {
+                        send(("error", format!("invoke {kind} failed: {e}"), Value::Null));
+                        return;
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -202,6 +336,7 @@ pub(crate) struct Caller {
     pub plugin_id: String,
     pub storage_quota: Option<u64>,
     pub tool_permission: bool,
+    pub permissions: Permissions,
     pub from_model: bool,
 }
 
@@ -246,7 +381,10 @@ pub(crate) async fn answer(
                 return;
             }
             let Some(tools) = &backwards.tools else {
-                send(error("tool invocation is not available in this daemon".into()));
+                match &backwards.dify {
+                    Some(dify) => forward(dify, caller, kind, request, send).await,
+                    None => send(error(not_available(kind))),
+                }
                 return;
             };
             let s = |k: &str| request.get(k).and_then(Value::as_str).unwrap_or_default().to_owned();
@@ -279,10 +417,36 @@ pub(crate) async fn answer(
                 }
             }
         }
-        other => send(error(format!(
-            "backwards invocation `{other}` is not available: toolplane answers storage and tool calls itself and \
-             forwards nothing else to Dify (DIFY_INNER_API_URL forwarding is not implemented)"
-        ))),
+        "upload_file" => {
+            let s = |k: &str| request.get(k).and_then(Value::as_str).unwrap_or_default().to_owned();
+            let (filename, mimetype) = (s("filename"), s("mimetype"));
+            if let Some(uploads) = &backwards.uploads {
+                if filename.is_empty() || mimetype.is_empty() {
+                    send(error("upload_file needs a `filename` and a `mimetype`".into()));
+                    return;
+                }
+                match uploads.upload_url(&caller.tenant_id, &caller.user_id, &filename, &mimetype) {
+                    Ok(url) => send(("response", "struct".into(), json!({"url": url}))),
+                    Err(e) => send(error(e)),
+                }
+                return;
+            }
+            match &backwards.dify {
+                Some(dify) => forward(dify, caller, kind, request, send).await,
+                None => send(error(not_available(kind))),
+            }
+        }
+        other if inner_route(other).is_some() => {
+            if let Err(denied) = check_permission(other, &caller.permissions) {
+                send(error(denied));
+                return;
+            }
+            match &backwards.dify {
+                Some(dify) => forward(dify, caller, other, request, send).await,
+                None => send(error(not_available(other))),
+            }
+        }
+        other => send(error(format!("unsupported invoke type: {other}"))),
     }
 }
 
@@ -321,6 +485,98 @@ async fn storage_call(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn caller(permissions: Permissions, from_model: bool) -> Caller {
+        Caller {
+            tenant_id: "t".into(),
+            user_id: "u".into(),
+            plugin_id: "a/b".into(),
+            storage_quota: None,
+            tool_permission: false,
+            permissions,
+            from_model,
+        }
+    }
+
+    async fn replies(backwards: &Backwards, caller: &Caller, kind: &str, request: Value) -> Vec<Reply> {
+        let mut out = Vec::new();
+        let mut send = |r: Reply| out.push(r);
+        answer(backwards, caller, kind, request, &mut send).await;
+        out
+    }
+
+    struct Uploads;
+    impl FileUploads for Uploads {
+        fn upload_url(&self, t: &str, u: &str, f: &str, m: &str) -> Result<String, String> {
+            Ok(format!("http://files/{t}/{u}/{f}/{m}"))
+        }
+    }
+
+    #[tokio::test]
+    async fn permissions_model_sessions_and_missing_inner_api() {
+        let none = Backwards::default();
+        let denied = replies(&none, &caller(Permissions::default(), false), "llm", json!({})).await;
+        assert_eq!(
+            denied,
+            [(
+                "error",
+                "permission denied, you need to enable llm access in plugin manifest".to_owned(),
+                Value::Null
+            )]
+        );
+        let app = replies(&none, &caller(Permissions::default(), false), "fetch_app", json!({})).await;
+        assert!(app[0].1.contains("enable app access"), "{app:?}");
+        let permitted = Permissions {
+            model: Some(toolplane_plugin::ModelPermission {
+                enabled: true,
+                llm: true,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let unavailable = replies(&none, &caller(permitted.clone(), false), "llm", json!({})).await;
+        assert!(unavailable[0].1.contains("set DIFY_INNER_API_URL"), "{unavailable:?}");
+        let embedding = replies(&none, &caller(permitted.clone(), false), "text_embedding", json!({})).await;
+        assert!(embedding[0].1.contains("enable text-embedding access"), "{embedding:?}");
+        let from_model = replies(&none, &caller(permitted, true), "llm", json!({})).await;
+        assert_eq!(from_model[0].1, "you can not invoke dify from model");
+        let unknown = replies(&none, &caller(Permissions::default(), false), "encrypt", json!({})).await;
+        assert_eq!(unknown[0].1, "unsupported invoke type: encrypt");
+    }
+
+    #[tokio::test]
+    async fn upload_file_asks_the_host_for_a_url() {
+        let host = Backwards {
+            uploads: Some(Arc::new(Uploads)),
+            ..Backwards::default()
+        };
+        let request = json!({"filename": "a.txt", "mimetype": "text/plain"});
+        let got = replies(
+            &host,
+            &caller(Permissions::default(), false),
+            "upload_file",
+            request.clone(),
+        )
+        .await;
+        assert_eq!(
+            got,
+            [(
+                "response",
+                "struct".to_owned(),
+                json!({"url": "http://files/t/u/a.txt/text/plain"})
+            )]
+        );
+        let missing = replies(&host, &caller(Permissions::default(), false), "upload_file", json!({})).await;
+        assert!(missing[0].1.contains("needs a `filename`"), "{missing:?}");
+        let none = replies(
+            &Backwards::default(),
+            &caller(Permissions::default(), false),
+            "upload_file",
+            request,
+        )
+        .await;
+        assert!(none[0].1.contains("set DIFY_INNER_API_URL"), "{none:?}");
+    }
 
     #[tokio::test]
     async fn fs_storage_round_trip_and_quota() {

@@ -39,8 +39,11 @@ pub struct RuntimeConfig {
     pub max_restart_backoff: Duration,
     /// `HTTP_PROXY`, `HTTPS_PROXY`, `NO_PROXY` given to plugins and uv.
     pub proxies: Vec<(String, String)>,
-    /// `DIFY_INNER_API_URL`: where backwards calls other than storage and tools would go (not forwarded yet).
+    /// `DIFY_INNER_API_URL`: Dify's API server, where backwards calls other than storage (and tools and uploads when
+    /// the host does not answer them) are forwarded.
     pub dify_inner_api_url: Option<String>,
+    /// `DIFY_INNER_API_KEY`: sent as `X-Inner-Api-Key` (Dify's `INNER_API_KEY_FOR_PLUGIN`). A secret: never logged.
+    pub dify_inner_api_key: Option<String>,
 }
 
 impl RuntimeConfig {
@@ -63,6 +66,7 @@ impl RuntimeConfig {
             max_restart_backoff: Duration::from_secs(30),
             proxies: Vec::new(),
             dify_inner_api_url: None,
+            dify_inner_api_key: None,
         }
     }
 
@@ -102,6 +106,12 @@ impl RuntimeConfig {
         config.python_interpreter_path = get("PYTHON_INTERPRETER_PATH").map(PathBuf::from);
         config.pip_mirror_url = get("PIP_MIRROR_URL");
         config.dify_inner_api_url = get("DIFY_INNER_API_URL");
+        config.dify_inner_api_key = get("DIFY_INNER_API_KEY");
+        if config.dify_inner_api_url.is_some() && config.dify_inner_api_key.is_none() {
+            warnings.push(
+                "DIFY_INNER_API_URL is set without DIFY_INNER_API_KEY; Dify will refuse the forwarded calls".to_owned(),
+            );
+        }
         for name in ["HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY"] {
             if let Some(v) = get(name) {
                 config.proxies.push((name.to_owned(), v));

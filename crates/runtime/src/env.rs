@@ -39,6 +39,8 @@ pub struct PreparedPlugin {
     pub storage_quota: Option<u64>,
     /// `resource.permission.tool.enabled`.
     pub tool_permission: bool,
+    /// `resource.permission` as declared (backwards calls other than storage and tools are checked against it).
+    pub permissions: toolplane_plugin::Permissions,
     /// Notes for the install task (e.g. a newer Python than requested was used).
     pub warnings: Vec<String>,
 }
@@ -77,6 +79,7 @@ impl Environments {
             memory: u64::try_from(manifest.resource.memory).unwrap_or(0),
             storage_quota: permissions.storage.as_ref().filter(|s| s.enabled).map(|s| s.size),
             tool_permission: permissions.tool.as_ref().is_some_and(|t| t.enabled),
+            permissions: permissions.clone(),
             warnings: Vec::new(),
         };
         if !valid_entrypoint(&prepared.entrypoint) {
@@ -190,6 +193,10 @@ impl Environments {
                     return Ok(found);
                 }
                 let cached = self.config.tools_path.join("uv/uv");
+                // Runtimes in one process (tests, serve + daemon) share the tools folder: one download at a time,
+                // and whoever waited finds the binary the first one extracted.
+                let lock = folder_lock(&self.config.tools_path);
+                let _guard = lock.lock().await;
                 if cached.is_file() {
                     return Ok(cached);
                 }

@@ -11,19 +11,22 @@
 //! - [`Session`]: one request's answer stream, multiplexed by `session_id`; dropping it cancels the session (the
 //!   plugin is killed and restarted if it keeps working on cancelled sessions while it has nothing else to do);
 //! - [`protocol`]: the NDJSON codec;
-//! - [`backwards`]: storage KV with quotas, tool calls into the host's catalog ([`backwards::ToolCatalog`]).
+//! - [`backwards`]: storage KV with quotas, tool calls into the host's catalog ([`backwards::ToolCatalog`]),
+//!   upload URLs ([`backwards::FileUploads`]), everything else forwarded to Dify's inner API ([`inner_api`]).
 
 pub mod backwards;
 mod config;
 pub mod env;
 mod error;
+pub mod inner_api;
 mod process;
 pub mod protocol;
 mod runtime;
 
-pub use backwards::{Backwards, BackwardsToolCall, FsStorage, PluginStorage, StorageError, ToolCatalog};
+pub use backwards::{Backwards, BackwardsToolCall, FileUploads, FsStorage, PluginStorage, StorageError, ToolCatalog};
 pub use config::{DEFAULT_MAX_LINE_BYTES, RuntimeConfig};
 pub use error::{EnvError, RuntimeError};
+pub use inner_api::{DifyInnerApi, InnerApiError};
 pub use process::{Session, SessionError};
 pub use protocol::{InvokeRequest, PluginError};
 pub use runtime::{InstallReport, PluginRuntime, PluginStatus};

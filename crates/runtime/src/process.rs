@@ -335,6 +335,7 @@ impl PluginProcess {
             plugin_id: self.prepared.plugin_id.clone(),
             storage_quota: self.prepared.storage_quota,
             tool_permission: self.prepared.tool_permission,
+            permissions: self.prepared.permissions.clone(),
             from_model: request.access_type == "model",
         });
         if let Life::Dead(reason) = &*self.shared.life.borrow() {

@@ -87,7 +87,16 @@ impl std::fmt::Debug for PluginRuntime {
 impl PluginRuntime {
     /// A runtime with `config`, answering backwards calls through `backwards`. Must be called inside a tokio
     /// runtime (it spawns the supervisor).
-    pub fn new(config: RuntimeConfig, backwards: Backwards) -> Self {
+    pub fn new(config: RuntimeConfig, mut backwards: Backwards) -> Self {
+        if backwards.dify.is_none()
+            && let Some(url) = &config.dify_inner_api_url
+        {
+            let key = config.dify_inner_api_key.as_deref().unwrap_or_default();
+            match crate::inner_api::DifyInnerApi::new(url, key, config.max_execution_timeout) {
+                Ok(api) => backwards.dify = Some(Arc::new(api)),
+                Err(e) => tracing::error!("{e}; backwards calls that need Dify will fail"),
+            }
+        }
         let inner = Arc::new(Inner {
             environments: Environments::new(config.clone()),
             config,

@@ -72,6 +72,7 @@ fn runtime(config: RuntimeConfig, storage_root: &Path) -> PluginRuntime {
         Backwards {
             storage: Some(Arc::new(FsStorage::new(storage_root))),
             tools: None,
+            ..Backwards::default()
         },
     )
 }
