@@ -60,6 +60,11 @@ pub struct DaemonConfig {
     pub verifier: VerifierConfig,
     /// `PLATFORM` (`local`), reported by `/health/check`.
     pub platform: String,
+    /// `PLUGIN_ENDPOINT_ENABLED` (true): whether `/e/{hook_id}/…` serves plugin endpoints.
+    pub endpoint_enabled: bool,
+    /// `ENDPOINT_URL_TEMPLATE` (unset): when set (e.g. `https://dify.example.com/e/{hook_id}`), endpoint listings
+    /// carry `url` rendered from it; otherwise Dify renders its own `ENDPOINT_URL_TEMPLATE`.
+    pub endpoint_url_template: Option<String>,
 }
 
 impl DaemonConfig {
@@ -130,6 +135,21 @@ impl DaemonConfig {
             max_bundle_package_size: size("MAX_BUNDLE_PACKAGE_SIZE", DEFAULT_MAX_BUNDLE_SIZE)?,
             verifier: VerifierConfig::from_lookup(|k| lookup(k))?,
             platform: get("PLATFORM").unwrap_or_else(|| "local".into()),
+            endpoint_enabled: match get("PLUGIN_ENDPOINT_ENABLED") {
+                None => true,
+                Some(v) => match v.to_ascii_lowercase().as_str() {
+                    "true" | "1" | "t" | "yes" => true,
+                    "false" | "0" | "f" | "no" => false,
+                    _ => {
+                        return Err(ConfigError::Invalid {
+                            variable: "PLUGIN_ENDPOINT_ENABLED",
+                            value: v,
+                            hint: "expected true or false",
+                        });
+                    }
+                },
+            },
+            endpoint_url_template: get("ENDPOINT_URL_TEMPLATE"),
         })
     }
 
@@ -145,6 +165,8 @@ impl DaemonConfig {
             max_bundle_package_size: DEFAULT_MAX_BUNDLE_SIZE,
             verifier: VerifierConfig::default(),
             platform: "local".into(),
+            endpoint_enabled: true,
+            endpoint_url_template: None,
         }
     }
 

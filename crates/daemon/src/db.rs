@@ -320,6 +320,11 @@ impl PluginDb {
         Ok(db)
     }
 
+    /// The pool, for the queries of other modules (endpoints).
+    pub(crate) fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
     /// Which database this is.
     pub fn backend(&self) -> DbBackend {
         self.backend

@@ -87,6 +87,9 @@ pub fn dispatch_action(path: &str) -> Option<(&'static str, &'static str)> {
 /// `InvokePluginRequest`: the body Dify's API server sends.
 #[derive(Debug, Deserialize)]
 struct DispatchBody {
+    /// Only read by the `/v2/invoke` routes; the v1 routes take the tenant from the path.
+    #[serde(default)]
+    tenant_id: Option<String>,
     #[serde(default)]
     user_id: Option<String>,
     #[serde(default)]
@@ -134,20 +137,6 @@ pub(crate) async fn dispatch(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let Some(runtime) = state.runtime().cloned() else {
-        return single_error(
-            -500,
-            "PluginDaemonInternalServerError",
-            &format!("this daemon runs without the plugin runtime, so dispatch/{action} cannot run"),
-        );
-    };
-    let Some((access_type, access_action)) = dispatch_action(&action) else {
-        return single_error(
-            -404,
-            "PluginDaemonNotFoundError",
-            &format!("unknown dispatch route {action}"),
-        );
-    };
     let Some(plugin_id) = headers
         .get("X-Plugin-ID")
         .and_then(|v| v.to_str().ok())
@@ -155,17 +144,89 @@ pub(crate) async fn dispatch(
     else {
         return single_error(-400, "PluginDaemonBadRequestError", "X-Plugin-ID header is required");
     };
-    let body: DispatchBody = match serde_json::from_slice(&body) {
-        Ok(b) => b,
-        Err(e) => {
-            return single_error(
-                -400,
-                "PluginDaemonBadRequestError",
-                &format!("the request body is not valid: {e}"),
-            );
-        }
+    let request = match invoke_request(&state, &action, Some(tenant_id), &body) {
+        Ok(r) => r,
+        Err(response) => return response,
     };
-    let request = InvokeRequest {
+    let session = match state.plugin_session(plugin_id, &request).await {
+        Ok(s) => s,
+        Err(e) => return single_error(e.code(), e.error_type(), &e.to_string()),
+    };
+    session_response(&state, session)
+}
+
+/// `POST /v2/invoke/dispatch/{*action}` (`X-Plugin-Unique-Identifier`): the same routes (plus `endpoint/invoke`)
+/// for an uploaded package, whether or not the tenant (named by `tenant_id` in the body) installed it.
+pub(crate) async fn dispatch_v2(
+    State(state): State<DaemonState>,
+    Path(action): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let Some(uid) = headers
+        .get("X-Plugin-Unique-Identifier")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty())
+    else {
+        return single_error(
+            -400,
+            "PluginDaemonBadRequestError",
+            "X-Plugin-Unique-Identifier header is required",
+        );
+    };
+    let request = match invoke_request(&state, &action, None, &body) {
+        Ok(r) => r,
+        Err(response) => return response,
+    };
+    let session = match state.stored_plugin_session(uid, &request).await {
+        Ok(s) => s,
+        Err(e) => return single_error(e.code(), e.error_type(), &e.to_string()),
+    };
+    session_response(&state, session)
+}
+
+/// The runtime request of a dispatch call; `tenant_id` comes from the path (v1) or the body (v2).
+#[allow(clippy::result_large_err)] // the error is the finished HTTP answer
+fn invoke_request(
+    state: &DaemonState,
+    action: &str,
+    tenant_id: Option<String>,
+    body: &Bytes,
+) -> Result<InvokeRequest, Response> {
+    if state.runtime().is_none() {
+        return Err(single_error(
+            -500,
+            "PluginDaemonInternalServerError",
+            &format!("this daemon runs without the plugin runtime, so dispatch/{action} cannot run"),
+        ));
+    }
+    let route = if tenant_id.is_none() && action.trim_matches('/') == "endpoint/invoke" {
+        Some(("endpoint", "invoke_endpoint"))
+    } else {
+        dispatch_action(action)
+    };
+    let Some((access_type, access_action)) = route else {
+        return Err(single_error(
+            -404,
+            "PluginDaemonNotFoundError",
+            &format!("unknown dispatch route {action}"),
+        ));
+    };
+    let body: DispatchBody = serde_json::from_slice(body).map_err(|e| {
+        single_error(
+            -400,
+            "PluginDaemonBadRequestError",
+            &format!("the request body is not valid: {e}"),
+        )
+    })?;
+    let Some(tenant_id) = tenant_id.or(body.tenant_id).filter(|t| !t.is_empty()) else {
+        return Err(single_error(
+            -400,
+            "PluginDaemonBadRequestError",
+            "tenant_id is required in the request body",
+        ));
+    };
+    Ok(InvokeRequest {
         tenant_id,
         user_id: body.user_id.unwrap_or_default(),
         access_type: access_type.to_owned(),
@@ -176,15 +237,15 @@ pub(crate) async fn dispatch(
         app_id: body.app_id,
         endpoint_id: body.endpoint_id,
         context: body.context,
-    };
-    let session = match state.plugin_session(plugin_id, &request).await {
-        Ok(s) => s,
-        Err(e) => return single_error(e.code(), e.error_type(), &e.to_string()),
-    };
-    event_stream(Body::from_stream(stream_session(
-        session,
-        runtime.config().max_execution_timeout,
-    )))
+    })
+}
+
+fn session_response(state: &DaemonState, session: Session) -> Response {
+    let timeout = state
+        .runtime()
+        .map(|r| r.config().max_execution_timeout)
+        .unwrap_or(Duration::from_secs(600));
+    event_stream(Body::from_stream(stream_session(session, timeout)))
 }
 
 /// A session as SSE frames; ends after the plugin's end, an error, or the timeout. Dropping the stream (caller

@@ -20,6 +20,10 @@ pub enum DaemonError {
     #[error("{0}")]
     NotFound(String),
 
+    /// The plugin's manifest does not allow what was asked (`PluginPermissionDeniedError`).
+    #[error("{0}")]
+    PermissionDenied(String),
+
     /// The plugin is not installed or not uploaded (`PluginNotFoundError`).
     #[error("{0}")]
     PluginNotFound(String),
@@ -77,6 +81,7 @@ impl DaemonError {
             Self::UniqueIdentifier(_) => "PluginUniqueIdentifierError",
             Self::NotFound(_) => "PluginDaemonNotFoundError",
             Self::PluginNotFound(_) => "PluginNotFoundError",
+            Self::PermissionDenied(_) => "PluginPermissionDeniedError",
             Self::Database(_) | Self::DatabaseSetup(_) | Self::Storage(_) | Self::Internal(_) => {
                 "PluginDaemonInternalServerError"
             }
@@ -88,6 +93,7 @@ impl DaemonError {
         match self.error_type() {
             "PluginDaemonBadRequestError" | "PluginUniqueIdentifierError" => -400,
             "PluginDaemonNotFoundError" | "PluginNotFoundError" => -404,
+            "PluginPermissionDeniedError" => -403,
             _ => -500,
         }
     }

@@ -10,7 +10,7 @@ use axum::extract::{DefaultBodyLimit, Multipart, Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{MethodFilter, get, on, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -109,11 +109,36 @@ pub fn router(state: DaemonState) -> Router {
         .route("/extract-asset", get(extract_asset))
         .route("/extract-asset/", get(extract_asset))
         .route("/dispatch/{*action}", post(crate::dispatch::dispatch))
+        .route("/endpoint/setup", post(setup_endpoint))
+        .route("/endpoint/update", post(update_endpoint))
+        .route("/endpoint/remove", post(remove_endpoint))
+        .route("/endpoint/enable", post(enable_endpoint))
+        .route("/endpoint/disable", post(disable_endpoint))
+        .route("/endpoint/list", get(list_endpoints))
+        .route("/endpoint/list/plugin", get(list_plugin_endpoints))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_api_key));
-    Router::new()
+    let v2 = Router::new()
+        .route("/dispatch/{*action}", post(crate::dispatch::dispatch_v2))
+        .route("/extract", get(extract_plugin_schema))
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_api_key));
+    let mut router = Router::new()
         .nest("/plugin/{tenant_id}", plugin)
-        .route("/health/check", get(health))
-        .with_state(state)
+        .nest("/v2/invoke", v2)
+        .route("/health/check", get(health));
+    if state.config().endpoint_enabled {
+        // No API key: the hook id is the secret. GET routes answer HEAD too.
+        let methods = MethodFilter::GET
+            .or(MethodFilter::HEAD)
+            .or(MethodFilter::POST)
+            .or(MethodFilter::PUT)
+            .or(MethodFilter::DELETE)
+            .or(MethodFilter::OPTIONS);
+        router = router
+            .route("/e/{hook_id}", on(methods, crate::endpoints::invoke_hook))
+            .route("/e/{hook_id}/", on(methods, crate::endpoints::invoke_hook))
+            .route("/e/{hook_id}/{*path}", on(methods, crate::endpoints::invoke_hook));
+    }
+    router.with_state(state)
 }
 
 /// The original's answer to unknown routes, for a standalone daemon.
@@ -626,4 +651,145 @@ async fn extract_asset(State(state): State<DaemonState>, Query(params): Params) 
         Ok(bytes) => raw(bytes),
         Err(e) => fail(&e),
     }
+}
+
+// ---- endpoints ----------------------------------------------------------------------------------------------------
+
+/// `page` ≥ 1 and `page_size` in 1..=100, as the original validates the endpoint listings.
+fn endpoint_paging(params: &HashMap<String, String>) -> Result<(i64, i64), DaemonError> {
+    let (page, page_size) = paging(params)?;
+    if page_size > 100 {
+        return Err(bad("page_size must be between 1 and 100"));
+    }
+    Ok((page, page_size))
+}
+
+fn required_field<'a>(value: &'a Option<String>, name: &str) -> Result<&'a str, DaemonError> {
+    value
+        .as_deref()
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| bad(format!("{name} is required")))
+}
+
+#[derive(Deserialize)]
+struct SetupEndpointRequest {
+    plugin_unique_identifier: Option<String>,
+    user_id: Option<String>,
+    #[serde(default)]
+    settings: Option<serde_json::Map<String, Value>>,
+    name: Option<String>,
+}
+
+async fn setup_endpoint(State(state): State<DaemonState>, Path(tenant): Path<String>, body: Bytes) -> Response {
+    run(async {
+        let request: SetupEndpointRequest = json_body(&body)?;
+        let uid = required_field(&request.plugin_unique_identifier, "plugin_unique_identifier")?;
+        let user_id = required_field(&request.user_id, "user_id")?;
+        let name = required_field(&request.name, "name")?;
+        state
+            .setup_endpoint(&tenant, user_id, uid, name, request.settings.unwrap_or_default())
+            .await
+            .map(|_| true)
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+struct UpdateEndpointRequest {
+    endpoint_id: Option<String>,
+    user_id: Option<String>,
+    #[serde(default)]
+    settings: Option<serde_json::Map<String, Value>>,
+    name: Option<String>,
+}
+
+async fn update_endpoint(State(state): State<DaemonState>, Path(tenant): Path<String>, body: Bytes) -> Response {
+    run(async {
+        let request: UpdateEndpointRequest = json_body(&body)?;
+        let endpoint_id = required_field(&request.endpoint_id, "endpoint_id")?;
+        required_field(&request.user_id, "user_id")?;
+        let name = required_field(&request.name, "name")?;
+        state
+            .update_endpoint(&tenant, endpoint_id, name, request.settings.unwrap_or_default())
+            .await
+            .map(|()| true)
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+struct EndpointIdRequest {
+    endpoint_id: Option<String>,
+}
+
+async fn remove_endpoint(State(state): State<DaemonState>, Path(tenant): Path<String>, body: Bytes) -> Response {
+    run(async {
+        let request: EndpointIdRequest = json_body(&body)?;
+        let endpoint_id = required_field(&request.endpoint_id, "endpoint_id")?;
+        state.remove_endpoint(&tenant, endpoint_id).await.map(|()| true)
+    })
+    .await
+}
+
+async fn enable_endpoint(State(state): State<DaemonState>, Path(tenant): Path<String>, body: Bytes) -> Response {
+    run(async {
+        let request: EndpointIdRequest = json_body(&body)?;
+        let endpoint_id = required_field(&request.endpoint_id, "endpoint_id")?;
+        state
+            .set_endpoint_enabled(&tenant, endpoint_id, true)
+            .await
+            .map(|()| true)
+    })
+    .await
+}
+
+async fn disable_endpoint(State(state): State<DaemonState>, Path(tenant): Path<String>, body: Bytes) -> Response {
+    run(async {
+        let request: EndpointIdRequest = json_body(&body)?;
+        let endpoint_id = required_field(&request.endpoint_id, "endpoint_id")?;
+        state
+            .set_endpoint_enabled(&tenant, endpoint_id, false)
+            .await
+            .map(|()| true)
+    })
+    .await
+}
+
+async fn list_endpoints(
+    State(state): State<DaemonState>,
+    Path(tenant): Path<String>,
+    Query(params): Params,
+) -> Response {
+    run(async {
+        let (page, page_size) = endpoint_paging(&params)?;
+        state.list_endpoints(&tenant, None, page, page_size).await
+    })
+    .await
+}
+
+async fn list_plugin_endpoints(
+    State(state): State<DaemonState>,
+    Path(tenant): Path<String>,
+    Query(params): Params,
+) -> Response {
+    run(async {
+        let plugin_id = required(&params, "plugin_id")?;
+        let (page, page_size) = endpoint_paging(&params)?;
+        state.list_endpoints(&tenant, Some(plugin_id), page, page_size).await
+    })
+    .await
+}
+
+/// `GET /v2/invoke/extract` (`X-Plugin-Unique-Identifier`): the original's `ExtractPluginSchema`,
+/// `{unique_identifier, manifest, verification}` of an uploaded package.
+async fn extract_plugin_schema(State(state): State<DaemonState>, headers: HeaderMap) -> Response {
+    run(async {
+        let uid = headers
+            .get("X-Plugin-Unique-Identifier")
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| !v.is_empty())
+            .ok_or_else(|| bad("X-Plugin-Unique-Identifier header is required"))?;
+        state.decode_from_identifier(uid).await
+    })
+    .await
 }

@@ -12,7 +12,8 @@
 //! - [`DaemonState`]: the service (package and `.difybundle` upload, install tasks, upgrade, uninstall, listing,
 //!   assets) over the database and a [`toolplane_store::BlobStore`] holding the original's buckets
 //!   (`plugin_packages/<uid>`, `plugin/<uid>`, `assets/<media id>`); the runtime hooks in through [`PluginEnvironment`];
-//! - [`router`] and [`serve_daemon`]: the HTTP API, including the dispatch routes (SSE, `X-Plugin-ID`);
+//! - [`router`] and [`serve_daemon`]: the HTTP API, including the dispatch routes (SSE, `X-Plugin-ID`), their
+//!   `/v2/invoke` variant (`X-Plugin-Unique-Identifier`), endpoint management and the `/e/{hook_id}/…` entry point;
 //! - [`PluginProviderSource`]: installed plugin tool providers for toolplane's catalog;
 //! - [`cli::PluginCommand`]: `toolplane plugin init|package|checksum|signature|inspect`.
 
@@ -23,6 +24,7 @@ mod config;
 mod db;
 mod declaration;
 mod dispatch;
+mod endpoints;
 mod error;
 mod http;
 mod service;
@@ -38,6 +40,7 @@ pub use db::{
 };
 pub use declaration::{build_declaration, media_id};
 pub use dispatch::{dispatch_action, stream_session};
+pub use endpoints::{EndpointRow, HOOK_ID_LEN, MAX_ENDPOINT_BODY, new_hook_id, raw_http_request, validate_settings};
 pub use error::{ConfigError, DaemonError};
 pub use http::{VERSION, router};
 pub use service::{

@@ -88,6 +88,8 @@ struct Inner {
     environment: Arc<dyn PluginEnvironment>,
     runtime: Option<PluginRuntime>,
     started: Instant,
+    /// Per-tenant key pairs that encrypt endpoint settings.
+    endpoint_keys: crate::endpoints::EndpointKeys,
 }
 
 impl std::fmt::Debug for DaemonState {
@@ -122,6 +124,7 @@ impl DaemonState {
                 environment,
                 runtime: None,
                 started: Instant::now(),
+                endpoint_keys: crate::endpoints::EndpointKeys::default(),
             }),
         };
         state.recover_interrupted_tasks().await?;
@@ -186,6 +189,40 @@ impl DaemonState {
     /// The configuration.
     pub fn config(&self) -> &DaemonConfig {
         &self.inner.config
+    }
+
+    /// The blob store holding the buckets.
+    pub(crate) fn blobs(&self) -> &BlobStore {
+        &self.inner.blobs
+    }
+
+    /// The key pairs that encrypt endpoint settings.
+    pub(crate) fn endpoint_keys(&self) -> &crate::endpoints::EndpointKeys {
+        &self.inner.endpoint_keys
+    }
+
+    /// Opens a session with an uploaded package by unique identifier, whether or not any tenant installed it (the
+    /// `/v2/invoke` routes): the package is prepared and loaded from the package bucket when the runtime does not
+    /// have it yet.
+    pub async fn stored_plugin_session(&self, uid: &str, request: &InvokeRequest) -> Result<Session, DaemonError> {
+        let runtime = self.runtime().ok_or_else(|| {
+            DaemonError::Internal("this daemon runs without the plugin runtime, so plugins cannot be invoked".into())
+        })?;
+        let parsed = PluginUniqueIdentifier::parse(uid)?;
+        if !runtime.is_loaded(parsed.as_str()) {
+            let (bytes, _) = self.stored_package(&parsed).await?;
+            let report = runtime
+                .load(&bytes)
+                .await
+                .map_err(|e| DaemonError::Internal(format!("loading plugin {uid} failed: {e}")))?;
+            for warning in report.warnings {
+                tracing::warn!(plugin = %uid, "{warning}");
+            }
+        }
+        runtime
+            .invoke(parsed.as_str(), request)
+            .await
+            .map_err(|e| DaemonError::Internal(e.to_string()))
     }
 
     /// The plugin database.
