@@ -4,9 +4,11 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use futures::future::BoxFuture;
 use serde_json::{Value, json};
 use tokio::sync::{broadcast, oneshot};
 
+use super::Handler;
 use crate::protocol::{Message, Request, RequestId, Response, RpcError};
 
 /// Pending requests of one connection.
@@ -69,13 +71,20 @@ impl Pending {
 pub(crate) enum Routed {
     /// Nothing more to do.
     Done,
-    /// Send this reply to the server (it asked us something).
-    Reply(Response),
+    /// Send this reply to the server (it asked us something). A future, because the client's [`Handler`] may
+    /// take its time (a user answering an elicitation); callers run it on a task of its own.
+    Reply(BoxFuture<'static, Response>),
 }
 
 /// Routes one incoming message: responses go to `pending` (if given), notifications to `notifications`, server
-/// requests get an answer (`ping` → `{}`, anything else → method not found: the client declares no capabilities).
-pub(crate) fn route(message: Message, pending: Option<&Pending>, notifications: &broadcast::Sender<Request>) -> Routed {
+/// requests get an answer (`ping` → `{}`; anything else goes to the client's [`Handler`], or is answered with
+/// method-not-found when there is none: the client then declares no capabilities).
+pub(crate) fn route(
+    message: Message,
+    pending: Option<&Pending>,
+    notifications: &broadcast::Sender<Request>,
+    handler: Option<&Handler>,
+) -> Routed {
     match message {
         Message::Response(response) => {
             if let Some(pending) = pending
@@ -91,8 +100,23 @@ pub(crate) fn route(message: Message, pending: Option<&Pending>, notifications: 
                 let _ = notifications.send(request);
                 Routed::Done
             }
-            Some(id) if request.method == "ping" => Routed::Reply(Response::ok(id, json!({}))),
-            Some(id) => Routed::Reply(Response::err(Some(id), RpcError::method_not_found(&request.method))),
+            Some(id) if request.method == "ping" => {
+                let reply = Response::ok(id, json!({}));
+                Routed::Reply(Box::pin(async move { reply }))
+            }
+            Some(id) => match handler.cloned() {
+                Some(handler) => Routed::Reply(Box::pin(async move {
+                    let params = request.params.clone().unwrap_or_else(|| json!({}));
+                    match handler.0.handle(&request.method, params).await {
+                        Ok(result) => Response::ok(id, result),
+                        Err(error) => Response::err(Some(id), error),
+                    }
+                })),
+                None => {
+                    let reply = Response::err(Some(id), RpcError::method_not_found(&request.method));
+                    Routed::Reply(Box::pin(async move { reply }))
+                }
+            },
         },
     }
 }

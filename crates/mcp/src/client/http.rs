@@ -14,7 +14,7 @@ use toolplane_net::{NetError, Response as HttpResponse, SafeClient, StatusCode};
 use url::Url;
 
 use super::dispatch::{Routed, parse, route};
-use super::{ClientOptions, McpError, RequestContext, ServerDetails, Transport, TransportKind, snippet};
+use super::{ClientOptions, Handler, McpError, RequestContext, ServerDetails, Transport, TransportKind, snippet};
 use crate::oauth::BearerChallenge;
 use crate::protocol::{
     HEADER_METHOD, HEADER_NAME, HEADER_PROTOCOL_VERSION, HEADER_SESSION_ID, META_CLIENT_CAPABILITIES,
@@ -23,6 +23,10 @@ use crate::protocol::{
 use crate::sse::SseParser;
 
 const ACCEPT_BOTH: &str = "application/json, text/event-stream";
+/// How often one response stream may be resumed.
+const MAX_RESUMPTIONS: usize = 5;
+/// The reconnection delay when the server announced none.
+const DEFAULT_RETRY: Duration = Duration::from_secs(1);
 
 /// The parts of the transport a background stream task needs as well.
 struct Conn {
@@ -33,7 +37,10 @@ struct Conn {
     max_message_bytes: usize,
     session: RwLock<Option<String>>,
     protocol_version: RwLock<Option<String>>,
+    /// Set after an OAuth flow; overrides a configured `Authorization` header.
+    authorization: RwLock<Option<String>>,
     notifications: broadcast::Sender<Request>,
+    handler: Option<Handler>,
 }
 
 pub(crate) struct HttpTransport {
@@ -58,7 +65,9 @@ impl HttpTransport {
                 max_message_bytes: options.max_message_bytes,
                 session: RwLock::new(None),
                 protocol_version: RwLock::new(None),
+                authorization: RwLock::new(None),
                 notifications,
+                handler: options.handler.clone(),
             }),
             stream_stop: std::sync::Mutex::new(None),
         })
@@ -105,12 +114,24 @@ impl Conn {
         }
     }
 
+    /// The configured headers with the current `Authorization`.
+    fn headers(&self) -> HeaderMap {
+        let mut headers = self.headers.clone();
+        if let Some(value) = Self::read(&self.authorization)
+            && let Ok(mut value) = HeaderValue::try_from(value)
+        {
+            value.set_sensitive(true);
+            headers.insert(toolplane_net::header::AUTHORIZATION, value);
+        }
+        headers
+    }
+
     async fn post(&self, message: &Request, ctx: &RequestContext, timeout: Duration) -> Result<HttpResponse, McpError> {
         let body = serde_json::to_vec(message).map_err(|e| McpError::Protocol(e.to_string()))?;
         let mut builder = self
             .http
             .post(self.url.clone())
-            .headers(self.headers.clone())
+            .headers(self.headers())
             .header(ACCEPT, ACCEPT_BOTH)
             .header(CONTENT_TYPE, "application/json")
             .timeout(timeout)
@@ -125,6 +146,9 @@ impl Conn {
             builder = builder.header(HEADER_METHOD, message.method.as_str());
             if let Some(name) = mcp_name(message) {
                 builder = builder.header(HEADER_NAME, name);
+            }
+            for (name, value) in &ctx.extra_headers {
+                builder = builder.header(name.as_str(), value.as_str());
             }
         }
         Ok(builder.send().await?)
@@ -219,11 +243,75 @@ impl Conn {
         found.ok_or_else(|| McpError::Protocol(format!("the server's reply holds no response to request {id}")))
     }
 
+    /// Reads the response to `id` from an SSE stream. Session era (SEP-1699): when the server closes the stream
+    /// before answering but had given it an event id, the client waits the stream's `retry` delay and resumes with
+    /// a GET carrying `Last-Event-ID`, a few times at most.
     async fn read_sse_response(
+        &self,
+        response: HttpResponse,
+        id: &RequestId,
+        ctx: &RequestContext,
+    ) -> Result<Response, McpError> {
+        let mut response = response;
+        let mut resumptions = 0;
+        loop {
+            let (outcome, last_event_id, retry) = self.read_sse_once(response, id, ctx).await;
+            let closed = match outcome {
+                Err(e @ McpError::Closed(_)) => e,
+                other => return other,
+            };
+            let Some(last_event_id) = last_event_id.filter(|_| !ctx.stateless && resumptions < MAX_RESUMPTIONS) else {
+                return Err(closed);
+            };
+            resumptions += 1;
+            tokio::time::sleep(retry.unwrap_or(DEFAULT_RETRY)).await;
+            let mut builder = self
+                .http
+                .get(self.url.clone())
+                .headers(self.headers())
+                .header(ACCEPT, "text/event-stream")
+                .header("last-event-id", last_event_id.as_str())
+                .timeout(ctx.timeout + Duration::from_secs(1));
+            if let Some(session) = Self::read(&self.session) {
+                builder = builder.header(HEADER_SESSION_ID, session);
+            }
+            if let Some(version) = &ctx.protocol_version {
+                builder = builder.header(HEADER_PROTOCOL_VERSION, version.as_str());
+            }
+            let resumed = builder.send().await?;
+            if !resumed.status().is_success() {
+                tracing::debug!(
+                    status = resumed.status().as_u16(),
+                    "the MCP server refused to resume the stream"
+                );
+                return Err(closed);
+            }
+            response = resumed;
+        }
+    }
+
+    /// One SSE stream: the outcome, the last event id seen and the last `retry` delay announced.
+    async fn read_sse_once(
         &self,
         mut response: HttpResponse,
         id: &RequestId,
         ctx: &RequestContext,
+    ) -> (Result<Response, McpError>, Option<String>, Option<Duration>) {
+        let mut last_event_id = None;
+        let mut retry = None;
+        let outcome = self
+            .read_sse_events(&mut response, id, ctx, &mut last_event_id, &mut retry)
+            .await;
+        (outcome, last_event_id, retry)
+    }
+
+    async fn read_sse_events(
+        &self,
+        response: &mut HttpResponse,
+        id: &RequestId,
+        ctx: &RequestContext,
+        last_event_id: &mut Option<String>,
+        retry: &mut Option<Duration>,
     ) -> Result<Response, McpError> {
         let mut parser = SseParser::new(self.max_message_bytes);
         loop {
@@ -243,6 +331,12 @@ impl Conn {
             };
             let events = parser.feed(&chunk).map_err(|e| McpError::Protocol(e.to_string()))?;
             for event in events {
+                if let Some(event_id) = event.id.clone().filter(|i| !i.is_empty()) {
+                    *last_event_id = Some(event_id);
+                }
+                if let Some(ms) = event.retry {
+                    *retry = Some(Duration::from_millis(ms));
+                }
                 if event.data.trim().is_empty() || event.event != "message" {
                     continue;
                 }
@@ -258,16 +352,17 @@ impl Conn {
 
     /// Notifications go to subscribers; server requests are answered in the background.
     fn route_side_message(&self, message: Message, ctx: &RequestContext) {
-        if let Routed::Reply(reply) = route(message, None, &self.notifications) {
+        if let Routed::Reply(reply) = route(message, None, &self.notifications, self.handler.as_ref()) {
             // A detached task: the reply must not hold up reading the stream.
-            let conn_reply = (self.http.clone(), reply, ctx.clone());
+            let conn_reply = (self.http.clone(), ctx.clone());
             let this = ConnRef {
                 url: self.url.clone(),
-                headers: self.headers.clone(),
+                headers: self.headers(),
                 session: Self::read(&self.session),
             };
             tokio::spawn(async move {
-                let (http, reply, ctx) = conn_reply;
+                let (http, ctx) = conn_reply;
+                let reply = reply.await;
                 this.answer(&http, &reply, &ctx).await;
             });
         }
@@ -362,6 +457,10 @@ impl Transport for HttpTransport {
         Conn::write(&self.conn.session, None);
     }
 
+    fn set_authorization(&self, value: Option<String>) {
+        Conn::write(&self.conn.authorization, value);
+    }
+
     async fn close(&self) {
         if let Ok(mut slot) = self.stream_stop.lock()
             && let Some((token, _guard)) = slot.take()
@@ -375,7 +474,7 @@ impl Transport for HttpTransport {
             .conn
             .http
             .delete(self.conn.url.clone())
-            .headers(self.conn.headers.clone())
+            .headers(self.conn.headers())
             .header(HEADER_SESSION_ID, session)
             .timeout(Duration::from_secs(5));
         if let Some(version) = Conn::read(&self.conn.protocol_version) {
@@ -397,6 +496,7 @@ async fn server_stream(conn: Arc<Conn>, stateless: bool, stop: CancellationToken
             protocol_version: Conn::read(&conn.protocol_version),
             stateless,
             timeout: conn.sse_read_timeout,
+            extra_headers: Vec::new(),
         };
         let request = if stateless {
             listen_id += 1;
@@ -415,7 +515,7 @@ async fn server_stream(conn: Arc<Conn>, stateless: bool, stop: CancellationToken
             let mut builder = conn
                 .http
                 .get(conn.url.clone())
-                .headers(conn.headers.clone())
+                .headers(conn.headers())
                 .header(ACCEPT, "text/event-stream")
                 .timeout(Duration::from_secs(86_400));
             if let Some(session) = Conn::read(&conn.session) {

@@ -13,7 +13,7 @@ use url::Url;
 
 use super::dispatch::{Pending, Routed, parse, route};
 use super::http::header_map;
-use super::{ClientOptions, McpError, RequestContext, Transport, TransportKind, snippet};
+use super::{ClientOptions, Handler, McpError, RequestContext, Transport, TransportKind, snippet};
 use crate::oauth::BearerChallenge;
 use crate::protocol::{Request, Response};
 use crate::sse::SseParser;
@@ -78,6 +78,7 @@ impl LegacySseTransport {
             http: http.clone(),
             base: url.clone(),
             headers: headers.clone(),
+            handler: options.handler.clone(),
             pending: Arc::clone(&pending),
             notifications,
             sse_read_timeout: options.sse_read_timeout,
@@ -180,6 +181,7 @@ struct Reader {
     headers: HeaderMap,
     pending: Arc<Pending>,
     notifications: broadcast::Sender<Request>,
+    handler: Option<Handler>,
     sse_read_timeout: Duration,
     max_message_bytes: usize,
 }
@@ -214,7 +216,8 @@ impl Reader {
                     "message" if !event.data.trim().is_empty() => match parse(&event.data) {
                         Ok(messages) => {
                             for message in messages {
-                                if let Routed::Reply(reply) = route(message, Some(&self.pending), &self.notifications)
+                                if let Routed::Reply(reply) =
+                                    route(message, Some(&self.pending), &self.notifications, self.handler.as_ref())
                                     && let Some(url) = &endpoint
                                 {
                                     self.reply(url.clone(), reply);
@@ -249,11 +252,13 @@ impl Reader {
         Ok(url)
     }
 
-    fn reply(&self, url: Url, reply: Response) {
+    fn reply(&self, url: Url, reply: futures::future::BoxFuture<'static, Response>) {
         let http = self.http.clone();
         let headers = self.headers.clone();
         tokio::spawn(async move {
-            let Ok(body) = serde_json::to_vec(&reply) else { return };
+            let Ok(body) = serde_json::to_vec(&reply.await) else {
+                return;
+            };
             let sent = http
                 .post(url)
                 .headers(headers)

@@ -19,7 +19,7 @@ mod http;
 mod legacy_sse;
 pub(crate) mod stdio;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
@@ -133,6 +133,28 @@ pub enum EraPreference {
     Stateless,
 }
 
+/// Answers what a server asks of the client: `elicitation/create`, `sampling/createMessage`, `roots/list`.
+/// In the session era these arrive as server-to-client requests; in the 2026-07-28 era as the `inputRequests` of
+/// an `input_required` result (MRTR), which the client answers and retries with. Without a handler the client
+/// declares no capabilities and refuses such requests.
+#[async_trait]
+pub trait ClientHandler: Send + Sync {
+    /// The client capabilities to declare, e.g. `{"elicitation": {}}`.
+    fn capabilities(&self) -> Value;
+    /// Answers one request; an error is sent back as the JSON-RPC error.
+    async fn handle(&self, method: &str, params: Value) -> Result<Value, RpcError>;
+}
+
+/// A shared [`ClientHandler`].
+#[derive(Clone)]
+pub struct Handler(pub Arc<dyn ClientHandler>);
+
+impl std::fmt::Debug for Handler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Handler")
+    }
+}
+
 /// Settings of an [`McpClient`].
 #[derive(Debug, Clone)]
 pub struct ClientOptions {
@@ -150,6 +172,10 @@ pub struct ClientOptions {
     pub era: EraPreference,
     /// Largest message accepted from the server, in bytes.
     pub max_message_bytes: usize,
+    /// The session-era version offered in `initialize` (default: the latest, 2025-11-25).
+    pub protocol_version: Option<String>,
+    /// Answers server requests (elicitation, sampling, roots); `None` declares no capabilities.
+    pub handler: Option<Handler>,
 }
 
 impl Default for ClientOptions {
@@ -162,6 +188,8 @@ impl Default for ClientOptions {
             transport: TransportHint::Auto,
             era: EraPreference::Auto,
             max_message_bytes: 16 * 1024 * 1024,
+            protocol_version: None,
+            handler: None,
         }
     }
 }
@@ -225,6 +253,8 @@ pub(crate) struct RequestContext {
     pub stateless: bool,
     /// Deadline-free time limit for reading responses.
     pub timeout: Duration,
+    /// Extra headers of this request (2026-07-28: `Mcp-Param-*` mirrored from `x-mcp-header` arguments).
+    pub extra_headers: Vec<(String, String)>,
 }
 
 /// One way of moving JSON-RPC messages to a server and back.
@@ -240,6 +270,8 @@ pub(crate) trait Transport: Send + Sync {
     async fn after_initialize(&self, _details: &ServerDetails) {}
     /// Forgets the session (before re-initialising).
     async fn reset_session(&self) {}
+    /// Replaces the `Authorization` header sent from now on (after an OAuth flow or a token refresh).
+    fn set_authorization(&self, _value: Option<String>) {}
     /// Ends the connection (HTTP: `DELETE` the session).
     async fn close(&self);
 }
@@ -252,6 +284,9 @@ struct Shared {
     notifications: broadcast::Sender<Request>,
     /// Serialises re-initialisation after an expired session.
     reinit: Mutex<()>,
+    /// 2026-07-28: per tool, the arguments mirrored into `Mcp-Param-*` headers (`x-mcp-header`), from the last
+    /// `tools/list`.
+    header_params: std::sync::RwLock<HashMap<String, Vec<(String, String)>>>,
 }
 
 /// A connection to one MCP server. Cheap to clone; the connection closes when the last clone is dropped (a stdio
@@ -347,6 +382,7 @@ impl McpClient {
                 }),
                 notifications,
                 reinit: Mutex::new(()),
+                header_params: std::sync::RwLock::new(HashMap::new()),
             }),
         }
     }
@@ -375,6 +411,7 @@ impl McpClient {
             protocol_version: Some(STATELESS_VERSION.to_owned()),
             stateless: true,
             timeout,
+            extra_headers: Vec::new(),
         };
         let params = self.stateless_meta(Map::new());
         let result = self
@@ -413,10 +450,18 @@ impl McpClient {
             protocol_version: None,
             stateless: false,
             timeout: self.shared.options.timeout,
+            extra_headers: Vec::new(),
         };
+        let offered = self
+            .shared
+            .options
+            .protocol_version
+            .as_deref()
+            .filter(|v| is_session_version(v))
+            .unwrap_or(LATEST_SESSION_VERSION);
         let params = json!({
-            "protocolVersion": LATEST_SESSION_VERSION,
-            "capabilities": {},
+            "protocolVersion": offered,
+            "capabilities": self.capabilities(),
             "clientInfo": self.shared.options.client_info,
         });
         let result = self
@@ -470,8 +515,48 @@ impl McpClient {
         serde_json::from_value(result).map_err(|e| McpError::Protocol(format!("invalid tools/list result: {e}")))
     }
 
-    /// Every tool, following `nextCursor` (at most 1,000 pages; a repeated cursor ends the loop).
+    /// The capabilities this client declares (its handler's, else none).
+    fn capabilities(&self) -> Value {
+        match &self.shared.options.handler {
+            Some(handler) => handler.0.capabilities(),
+            None => json!({}),
+        }
+    }
+
+    /// Replaces the `Authorization` header of every later request (after an OAuth flow or a refresh); `None`
+    /// removes it. Streamable HTTP only; the other transports keep the headers they were opened with.
+    pub fn set_authorization(&self, value: Option<String>) {
+        self.shared.transport.set_authorization(value);
+    }
+
+    /// Every tool, following `nextCursor` (at most 1,000 pages; a repeated cursor ends the loop). In the
+    /// 2026-07-28 era tools with an invalid `x-mcp-header` annotation are left out (SEP-2243: clients must not call
+    /// them), and the valid annotations are remembered for the `Mcp-Param-*` headers of `tools/call`.
     pub async fn list_tools(&self) -> Result<Vec<Tool>, McpError> {
+        let tools = self.list_all_tools().await?;
+        if !self.shared.details.read().await.is_stateless() {
+            return Ok(tools);
+        }
+        let mut kept = Vec::with_capacity(tools.len());
+        let mut params = HashMap::new();
+        for tool in tools {
+            match header_params(&tool.input_schema) {
+                Ok(list) => {
+                    params.insert(tool.name.clone(), list);
+                    kept.push(tool);
+                }
+                Err(reason) => {
+                    tracing::warn!(tool = %tool.name, %reason, "leaving out an MCP tool with an invalid x-mcp-header");
+                }
+            }
+        }
+        if let Ok(mut map) = self.shared.header_params.write() {
+            *map = params;
+        }
+        Ok(kept)
+    }
+
+    async fn list_all_tools(&self) -> Result<Vec<Tool>, McpError> {
         let mut tools = Vec::new();
         let mut cursor: Option<String> = None;
         let mut seen = std::collections::HashSet::new();
@@ -498,14 +583,79 @@ impl McpClient {
         arguments: Map<String, Value>,
         options: CallOptions,
     ) -> Result<CallToolResult, McpError> {
-        let params = json!({"name": name, "arguments": arguments});
-        let result = self.request("tools/call", Some(params), options).await?;
-        if result.get("resultType").and_then(Value::as_str) == Some("input_required") {
-            return Err(McpError::Protocol(format!(
-                "tool {name:?} asked for user input (input_required), which toolplane does not support"
-            )));
+        let extra_headers = self.param_headers(name, &arguments);
+        let mut params = json!({"name": name, "arguments": arguments});
+        // MRTR (2026-07-28): an `input_required` result is answered by the handler and the request retried with
+        // the answers and the server's opaque `requestState`, unchanged. Bounded, as a server could ask forever.
+        for _ in 0..MAX_INPUT_ROUNDS {
+            let result = self
+                .request_with(
+                    "tools/call",
+                    Some(params.clone()),
+                    options.clone(),
+                    extra_headers.clone(),
+                )
+                .await?;
+            if result.get("resultType").and_then(Value::as_str) != Some("input_required") {
+                return CallToolResult::from_value(result)
+                    .map_err(|e| McpError::Protocol(format!("invalid tools/call result: {e}")));
+            }
+            let responses = self.answer_input_requests(name, &result).await?;
+            if let Value::Object(map) = &mut params {
+                map.insert("inputResponses".into(), responses);
+                match result.get("requestState") {
+                    Some(state) => map.insert("requestState".into(), state.clone()),
+                    None => map.remove("requestState"),
+                };
+            }
         }
-        CallToolResult::from_value(result).map_err(|e| McpError::Protocol(format!("invalid tools/call result: {e}")))
+        Err(McpError::Protocol(format!(
+            "tool {name:?} asked for input more than {MAX_INPUT_ROUNDS} times; giving up"
+        )))
+    }
+
+    /// Answers the `inputRequests` of an `input_required` result with the client's handler.
+    async fn answer_input_requests(&self, tool: &str, result: &Value) -> Result<Value, McpError> {
+        let Some(handler) = self.shared.options.handler.clone() else {
+            return Err(McpError::Protocol(format!(
+                "tool {tool:?} asked for user input (input_required), and this client has no handler for it"
+            )));
+        };
+        let requests = result
+            .get("inputRequests")
+            .and_then(Value::as_object)
+            .ok_or_else(|| McpError::Protocol("an input_required result without inputRequests".into()))?;
+        let mut responses = Map::new();
+        for (key, request) in requests {
+            let method = request.get("method").and_then(Value::as_str).unwrap_or_default();
+            let params = request.get("params").cloned().unwrap_or_else(|| json!({}));
+            let answer = handler.0.handle(method, params).await.map_err(McpError::Rpc)?;
+            responses.insert(key.clone(), answer);
+        }
+        Ok(Value::Object(responses))
+    }
+
+    /// `Mcp-Param-*` headers for a call of `tool` (2026-07-28, SEP-2243): each argument the tool's schema marks
+    /// with `x-mcp-header`, null and absent ones left out, unsafe values Base64-wrapped.
+    fn param_headers(&self, tool: &str, arguments: &Map<String, Value>) -> Vec<(String, String)> {
+        let Ok(map) = self.shared.header_params.read() else {
+            return Vec::new();
+        };
+        let Some(list) = map.get(tool) else {
+            return Vec::new();
+        };
+        list.iter()
+            .filter_map(|(param, header)| {
+                let value = match arguments.get(param)? {
+                    Value::Null => return None,
+                    Value::String(s) => s.clone(),
+                    Value::Bool(b) => b.to_string(),
+                    Value::Number(n) => n.to_string(),
+                    _ => return None,
+                };
+                Some((format!("Mcp-Param-{header}"), encode_header_value(&value)))
+            })
+            .collect()
     }
 
     /// `ping` (session era only; 2026-07-28 removed it, so there it is a `server/discover`).
@@ -520,11 +670,23 @@ impl McpClient {
 
     /// Any request; the result on success. Re-initialises once if the session expired.
     pub async fn request(&self, method: &str, params: Option<Value>, options: CallOptions) -> Result<Value, McpError> {
-        let (ctx, params) = self.prepare(params, &options).await;
+        self.request_with(method, params, options, Vec::new()).await
+    }
+
+    async fn request_with(
+        &self,
+        method: &str,
+        params: Option<Value>,
+        options: CallOptions,
+        extra_headers: Vec<(String, String)>,
+    ) -> Result<Value, McpError> {
+        let (mut ctx, params) = self.prepare(params, &options).await;
+        ctx.extra_headers = extra_headers.clone();
         match self.raw_request(method, params.clone(), &ctx, &options).await {
             Err(McpError::SessionExpired) => {
                 self.reinitialize(&ctx).await?;
-                let (ctx, params) = self.prepare(params, &options).await;
+                let (mut ctx, params) = self.prepare(params, &options).await;
+                ctx.extra_headers = extra_headers;
                 self.raw_request(method, params, &ctx, &options).await
             }
             other => other,
@@ -538,6 +700,7 @@ impl McpClient {
             protocol_version: Some(details.protocol_version.clone()).filter(|v| !v.is_empty()),
             stateless,
             timeout: options.timeout.unwrap_or(self.shared.options.timeout),
+            extra_headers: Vec::new(),
         };
         drop(details);
         let params = if stateless {
@@ -565,7 +728,7 @@ impl McpClient {
         let meta = params.entry("_meta").or_insert_with(|| Value::Object(Map::new()));
         if let Value::Object(meta) = meta {
             meta.insert(META_PROTOCOL_VERSION.into(), Value::String(STATELESS_VERSION.into()));
-            meta.insert(META_CLIENT_CAPABILITIES.into(), json!({}));
+            meta.insert(META_CLIENT_CAPABILITIES.into(), self.capabilities());
             meta.insert(
                 META_CLIENT_INFO.into(),
                 serde_json::to_value(&self.shared.options.client_info).unwrap_or(Value::Null),
@@ -575,6 +738,35 @@ impl McpClient {
     }
 
     async fn raw_request(
+        &self,
+        method: &str,
+        params: Option<Value>,
+        ctx: &RequestContext,
+        options: &CallOptions,
+    ) -> Result<Value, McpError> {
+        let mut retried = false;
+        loop {
+            match self.exchange(method, params.clone(), ctx, options).await {
+                // 2026-07-28: a server may refuse the version once while naming it as supported (a rolling
+                // deployment); retry once with a fresh id before giving up.
+                Err(McpError::Rpc(e))
+                    if e.code == codes::UNSUPPORTED_PROTOCOL_VERSION && !retried && names_our_version(&e, ctx) =>
+                {
+                    retried = true;
+                    tracing::debug!(
+                        method,
+                        "the MCP server refused our protocol version but lists it; retrying"
+                    );
+                }
+                Err(McpError::Rpc(e)) if e.code == codes::UNSUPPORTED_PROTOCOL_VERSION => {
+                    return Err(McpError::UnsupportedVersion(e.message));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn exchange(
         &self,
         method: &str,
         params: Option<Value>,
@@ -595,13 +787,7 @@ impl McpClient {
         match outcome {
             Ok(response) => {
                 let response = response?;
-                response.into_result().map_err(|e| {
-                    if e.code == codes::UNSUPPORTED_PROTOCOL_VERSION {
-                        McpError::UnsupportedVersion(e.message)
-                    } else {
-                        McpError::Rpc(e)
-                    }
-                })
+                response.into_result().map_err(McpError::Rpc)
             }
             Err(abandoned) => {
                 // The exchange future is dropped here, which closes an HTTP response stream. Session-era and stdio
@@ -631,6 +817,72 @@ impl McpClient {
     /// Ends the connection: `DELETE`s an HTTP session, closes the legacy SSE stream, or stops the child process.
     pub async fn close(&self) {
         self.shared.transport.close().await;
+    }
+}
+
+/// Most `input_required` rounds one `tools/call` may take.
+const MAX_INPUT_ROUNDS: usize = 8;
+
+/// Whether an unsupported-version error lists the version the request carried as supported.
+fn names_our_version(error: &RpcError, ctx: &RequestContext) -> bool {
+    let Some(ours) = ctx.protocol_version.as_deref() else {
+        return false;
+    };
+    error
+        .data
+        .as_ref()
+        .and_then(|d| d.get("supported"))
+        .and_then(Value::as_array)
+        .is_some_and(|list| list.iter().any(|v| v.as_str() == Some(ours)))
+}
+
+/// The `x-mcp-header` annotations of an input schema as (argument, header name) pairs, or why they are invalid
+/// (SEP-2243): a name is a non-empty visible-ASCII token without `:`, unique ignoring case, on a `string`,
+/// `integer` or `boolean` property.
+pub(crate) fn header_params(schema: &Value) -> Result<Vec<(String, String)>, String> {
+    let Some(properties) = schema.get("properties").and_then(Value::as_object) else {
+        return Ok(Vec::new());
+    };
+    let mut out: Vec<(String, String)> = Vec::new();
+    for (param, property) in properties {
+        let Some(header) = property.get("x-mcp-header") else {
+            continue;
+        };
+        let Some(header) = header.as_str() else {
+            return Err(format!("x-mcp-header of {param:?} is not a string"));
+        };
+        if header.is_empty() {
+            return Err(format!("x-mcp-header of {param:?} is empty"));
+        }
+        if !header.bytes().all(|b| b.is_ascii_graphic() && b != b':') {
+            return Err(format!("x-mcp-header {header:?} is not a valid header name"));
+        }
+        let kind = property.get("type").and_then(Value::as_str).unwrap_or_default();
+        if !matches!(kind, "string" | "integer" | "boolean") {
+            return Err(format!(
+                "x-mcp-header {header:?} is on a {kind:?} property; only string, integer and boolean are allowed"
+            ));
+        }
+        if out.iter().any(|(_, h)| h.eq_ignore_ascii_case(header)) {
+            return Err(format!("x-mcp-header {header:?} is used twice"));
+        }
+        out.push((param.clone(), header.to_owned()));
+    }
+    Ok(out)
+}
+
+/// A header value as SEP-2243 encodes it: plain when it is visible ASCII (inner spaces allowed) without
+/// surrounding whitespace, else `=?base64?…?=`.
+pub(crate) fn encode_header_value(value: &str) -> String {
+    let plain = value.bytes().all(|b| (0x20..=0x7e).contains(&b)) && value.trim() == value;
+    if plain {
+        value.to_owned()
+    } else {
+        use base64::Engine as _;
+        format!(
+            "=?base64?{}?=",
+            base64::engine::general_purpose::STANDARD.encode(value.as_bytes())
+        )
     }
 }
 

@@ -92,6 +92,7 @@ impl StdioTransport {
         let reader_stop = stop.clone();
         let replies = outgoing.clone();
         let limit = options.max_message_bytes;
+        let handler = options.handler.clone();
         tokio::spawn(async move {
             let mut reader = BufReader::new(stdout);
             loop {
@@ -108,10 +109,15 @@ impl StdioTransport {
                         match parse(&text) {
                             Ok(messages) => {
                                 for message in messages {
-                                    if let Routed::Reply(reply) = route(message, Some(&reader_pending), &notifications)
-                                        && let Ok(json) = serde_json::to_string(&reply)
+                                    if let Routed::Reply(reply) =
+                                        route(message, Some(&reader_pending), &notifications, handler.as_ref())
                                     {
-                                        let _ = replies.send(json).await;
+                                        let replies = replies.clone();
+                                        tokio::spawn(async move {
+                                            if let Ok(json) = serde_json::to_string(&reply.await) {
+                                                let _ = replies.send(json).await;
+                                            }
+                                        });
                                     }
                                 }
                             }

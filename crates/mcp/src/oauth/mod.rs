@@ -96,11 +96,26 @@ pub struct AuthorizationServerMetadata {
     pub token_endpoint_auth_methods_supported: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_id_metadata_document_supported: Option<bool>,
+    /// RFC 9207: the server puts `iss` in its authorization responses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authorization_response_iss_parameter_supported: Option<bool>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
 
 impl AuthorizationServerMetadata {
+    /// Whether the server accepts an HTTPS URL to a Client ID Metadata Document as `client_id`.
+    pub fn supports_client_id_metadata_document(&self) -> bool {
+        self.client_id_metadata_document_supported == Some(true)
+    }
+
+    /// Whether `scope` is listed in `scopes_supported`.
+    pub fn lists_scope(&self, scope: &str) -> bool {
+        self.scopes_supported
+            .as_ref()
+            .is_some_and(|list| list.iter().any(|s| s == scope))
+    }
+
     /// Whether `grant` is supported (absent list: `authorization_code` and `implicit`, per RFC 8414).
     pub fn supports_grant(&self, grant: &str) -> bool {
         match &self.grant_types_supported {
@@ -122,6 +137,37 @@ pub struct OAuthDiscovery {
     pub authorization_server: AuthorizationServerMetadata,
     /// Scopes to request: the challenge's `scope`, else the PRM's `scopes_supported`; `None` to omit.
     pub scope: Option<String>,
+    /// The issuer identifier discovery started from (the PRM's authorization server, or the legacy origin); the
+    /// metadata's `issuer` equals it, and RFC 9207 `iss` values are compared with the metadata's `issuer`.
+    /// Credentials belong to one issuer: when it changes, register again (SEP-2352).
+    #[serde(default)]
+    pub issuer: String,
+}
+
+impl OAuthDiscovery {
+    /// Step-up after `403 insufficient_scope` (or a 401 naming scopes): from now on request the union of the
+    /// scopes requested so far and the challenged ones (SEP-835, SEP-2350). `false` when nothing new was asked,
+    /// in which case re-authorizing would not help.
+    pub fn escalate(&mut self, challenged: &str) -> bool {
+        let mut scopes: Vec<String> = self
+            .scope
+            .as_deref()
+            .unwrap_or_default()
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect();
+        let mut added = false;
+        for scope in challenged.split_whitespace() {
+            if !scopes.iter().any(|s| s == scope) {
+                scopes.push(scope.to_owned());
+                added = true;
+            }
+        }
+        if !scopes.is_empty() {
+            self.scope = Some(scopes.join(" "));
+        }
+        added
+    }
 }
 
 /// Runs discovery for `server_url`, starting from the challenge of a 401 when there was one.
@@ -143,13 +189,19 @@ pub async fn discover(
         }
         resource = declared.to_owned();
     }
-    let issuer = match prm.as_ref().and_then(|p| p.authorization_servers.first()) {
-        Some(issuer) => Url::parse(issuer)
-            .map_err(|e| OAuthError::Discovery(format!("authorization server {issuer:?} is not a URL: {e}")))?,
+    let (issuer_id, issuer) = match prm.as_ref().and_then(|p| p.authorization_servers.first()) {
+        Some(issuer) => (
+            issuer.clone(),
+            Url::parse(issuer)
+                .map_err(|e| OAuthError::Discovery(format!("authorization server {issuer:?} is not a URL: {e}")))?,
+        ),
         // 2025-03-26 servers: the authorization server is the MCP server's origin.
-        None => origin(&server),
+        None => {
+            let origin = origin(&server);
+            (origin.as_str().trim_end_matches('/').to_owned(), origin)
+        }
     };
-    let authorization_server = match fetch_authorization_server_metadata(http, &issuer).await? {
+    let mut authorization_server = match fetch_authorization_server_metadata(http, &issuer).await? {
         Some(metadata) => metadata,
         None if prm.is_none() => legacy_default_endpoints(&issuer),
         None => {
@@ -158,16 +210,39 @@ pub async fn discover(
             )));
         }
     };
-    let scope = challenge.and_then(|c| c.scope.clone()).or_else(|| {
+    // RFC 8414 §3.3: metadata whose issuer is not the one it was fetched for may be an impostor's; its endpoints
+    // must not be used. Legacy servers (no PRM) are compared without a trailing slash, as their issuer is only
+    // the origin we derived.
+    match authorization_server.issuer.as_deref() {
+        Some(declared) if declared == issuer_id => {}
+        Some(declared) if prm.is_none() && declared.trim_end_matches('/') == issuer_id => {}
+        Some(declared) => {
+            return Err(OAuthError::Discovery(format!(
+                "the authorization server metadata names issuer {declared:?} but was fetched for {issuer_id:?}; \
+                 refusing it (RFC 8414 §3.3)"
+            )));
+        }
+        None => authorization_server.issuer = Some(issuer_id.clone()),
+    }
+    let mut scope = challenge.and_then(|c| c.scope.clone()).or_else(|| {
         prm.as_ref()
             .filter(|p| !p.scopes_supported.is_empty())
             .map(|p| p.scopes_supported.join(" "))
     });
+    // SEP-2207: ask for offline access (a refresh token) when the server offers it and scopes are requested at
+    // all; never when it is not listed.
+    if let Some(requested) = &mut scope
+        && authorization_server.lists_scope("offline_access")
+        && !requested.split_whitespace().any(|s| s == "offline_access")
+    {
+        requested.push_str(" offline_access");
+    }
     Ok(OAuthDiscovery {
         resource,
         protected_resource: prm,
         authorization_server,
         scope,
+        issuer: issuer_id,
     })
 }
 
@@ -359,6 +434,20 @@ pub struct ClientInformation {
 }
 
 impl ClientInformation {
+    /// A client identified by a Client ID Metadata Document (SEP-991): `client_id` is the HTTPS URL of a JSON
+    /// document describing the client ([`client_metadata_document`]), which the authorization server fetches;
+    /// there is no secret. Use it when the server advertises `client_id_metadata_document_supported`.
+    pub fn metadata_document(url: impl Into<String>) -> Self {
+        Self {
+            client_id: url.into(),
+            client_secret: None,
+            client_id_issued_at: None,
+            client_secret_expires_at: None,
+            token_endpoint_auth_method: Some("none".into()),
+            extra: Map::new(),
+        }
+    }
+
     /// A client registered out of band.
     pub fn pre_registered(client_id: impl Into<String>, client_secret: Option<String>) -> Self {
         Self {
@@ -369,6 +458,99 @@ impl ClientInformation {
             token_endpoint_auth_method: None,
             extra: Map::new(),
         }
+    }
+}
+
+/// The Client ID Metadata Document to publish at `url` (SEP-991): the client metadata with `client_id` set to
+/// the document's own URL. The URL must be HTTPS with a path, as the authorization server checks.
+pub fn client_metadata_document(url: &str, metadata: &ClientMetadata) -> Result<Value, OAuthError> {
+    let parsed = Url::parse(url).map_err(|e| OAuthError::Discovery(format!("client metadata URL {url:?}: {e}")))?;
+    if parsed.scheme() != "https" || parsed.path() == "/" || parsed.fragment().is_some() {
+        return Err(OAuthError::Unsupported(format!(
+            "a client metadata document URL must be https with a path and no fragment, got {url:?}"
+        )));
+    }
+    let mut document =
+        serde_json::to_value(metadata).map_err(|e| OAuthError::InvalidResponse(format!("client metadata: {e}")))?;
+    if let Value::Object(map) = &mut document {
+        map.insert("client_id".into(), Value::String(url.to_owned()));
+    }
+    Ok(document)
+}
+
+/// Chooses how to identify the client at `server`: the pre-registered client when there is one, else the Client
+/// ID Metadata Document at `metadata_url` when the server supports them, else dynamic registration (RFC 7591)
+/// with `metadata`.
+pub async fn obtain_client(
+    http: &SafeClient,
+    server: &AuthorizationServerMetadata,
+    pre_registered: Option<ClientInformation>,
+    metadata_url: Option<&str>,
+    metadata: &ClientMetadata,
+) -> Result<ClientInformation, OAuthError> {
+    if let Some(client) = pre_registered {
+        return Ok(client);
+    }
+    if let Some(url) = metadata_url
+        && server.supports_client_id_metadata_document()
+    {
+        return Ok(ClientInformation::metadata_document(url));
+    }
+    register_client(http, server, metadata).await
+}
+
+/// Checks the parameters the authorization server sent back to the redirect URI and returns the code: `error`
+/// becomes an error, `state` must be the one sent, and `iss` (RFC 9207) must be the metadata's `issuer`
+/// character for character when present — and must be present when the server advertises
+/// `authorization_response_iss_parameter_supported`. A mismatch means the response may come from another
+/// server (mix-up attack); the code must then not be sent anywhere.
+pub fn validate_authorization_response(
+    discovery: &OAuthDiscovery,
+    expected_state: &str,
+    params: &[(String, String)],
+) -> Result<String, OAuthError> {
+    let all = |key: &str| -> Vec<&str> {
+        params
+            .iter()
+            .filter(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+            .collect()
+    };
+    if let Some(error) = all("error").first() {
+        return Err(OAuthError::Server {
+            endpoint: "authorization endpoint",
+            status: 400,
+            error: (*error).to_owned(),
+            description: all("error_description").first().map(|d| (*d).to_owned()),
+        });
+    }
+    if all("state") != [expected_state] {
+        return Err(OAuthError::InvalidResponse(
+            "the authorization response's state does not match the request; start the authorization again".into(),
+        ));
+    }
+    let metadata = &discovery.authorization_server;
+    let expected_issuer = metadata.issuer.as_deref().unwrap_or(&discovery.issuer);
+    match all("iss").as_slice() {
+        [] if metadata.authorization_response_iss_parameter_supported == Some(true) => {
+            return Err(OAuthError::InvalidResponse(
+                "the authorization server advertises the iss parameter (RFC 9207) but its response has none".into(),
+            ));
+        }
+        [] => {}
+        [iss] if *iss == expected_issuer => {}
+        other => {
+            return Err(OAuthError::InvalidResponse(format!(
+                "the authorization response comes from issuer {other:?}, expected {expected_issuer:?} (RFC 9207); \
+                 refusing its code"
+            )));
+        }
+    }
+    match all("code").as_slice() {
+        [code] if !code.is_empty() => Ok((*code).to_owned()),
+        _ => Err(OAuthError::InvalidResponse(
+            "the authorization response carries no (single) code".into(),
+        )),
     }
 }
 
