@@ -144,14 +144,20 @@ async fn inner_api(
                 .collect::<String>();
             ([("content-type", "text/event-stream")], lines).into_response()
         }
-        "fetch/app/info" => axum::Json(json!({
-            "data": {"id": body["app_id"], "name": "Support bot", "mode": "chat"},
-            "error": ""
-        }))
-        .into_response(),
+        "fetch/app/info" => {
+            // A plain (unframed) JSON answer, pretty-printed over several lines.
+            let reply = json!({"data": {"id": body["app_id"], "name": "Support bot", "mode": "chat"}, "error": ""});
+            (
+                [("content-type", "application/json")],
+                serde_json::to_string_pretty(&reply).unwrap(),
+            )
+                .into_response()
+        }
         "upload/file/request" => {
             let url = format!("{}/files/upload/for-plugin?sign=fake", fake.base.lock().unwrap());
-            Body::from(frame(&json!({"data": {"url": url}, "error": ""}))).into_response()
+            // Dify frames a single answer too, labelled application/json.
+            let framed = frame(&json!({"data": {"url": url}, "error": ""}));
+            ([("content-type", "application/json")], framed).into_response()
         }
         other => (StatusCode::NOT_FOUND, format!("no inner route {other}")).into_response(),
     }
