@@ -574,9 +574,10 @@ fn handle_line(shared: &Arc<Shared>, line: &[u8]) {
 async fn session_gone(shared: &Shared, session_id: &str) {
     loop {
         tokio::time::sleep(Duration::from_millis(250)).await;
-        let live = shared.sessions.lock().map_or(false, |sessions| {
-            sessions.get(session_id).is_some_and(|slot| slot.abandoned_at.is_none())
-        });
+        let live = shared
+            .sessions
+            .lock()
+            .is_ok_and(|sessions| sessions.get(session_id).is_some_and(|slot| slot.abandoned_at.is_none()));
         if !live {
             return;
         }
