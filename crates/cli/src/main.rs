@@ -245,7 +245,16 @@ fn plugin_runtime(
         storage: Some(Arc::new(toolplane_runtime::FsStorage::new(
             config.data_dir.join("plugin-storage"),
         ))),
+        // Inside `toolplane serve` (where the catalog is offered) uploads land on this server's own
+        // `/files/upload/for-plugin`; the standalone daemon forwards them to Dify when DIFY_INNER_API_URL is set.
+        uploads: tools.is_some().then(|| {
+            Arc::new(toolplane_server::plugin_uploads::PluginUploadUrls::new(
+                &config.secret_key,
+                &config.internal_files_url,
+            )) as Arc<dyn toolplane_runtime::FileUploads>
+        }),
         tools: tools.map(|t| t as Arc<dyn toolplane_runtime::ToolCatalog>),
+        dify: None,
     };
     toolplane_runtime::PluginRuntime::new(runtime_config, backwards)
 }

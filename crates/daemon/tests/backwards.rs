@@ -111,6 +111,25 @@ async fn inner_api(
         return (StatusCode::UNAUTHORIZED, "Unauthorized.").into_response();
     }
     match path.as_str() {
+        "invoke/llm" if body["prompt_messages"][0]["content"] == "slow" => {
+            // A frame every 100 ms for a minute; the guard notes when toolplane hangs up.
+            struct Hangup(Seen);
+            impl Drop for Hangup {
+                fn drop(&mut self) {
+                    self.0.lock().unwrap().push(("hung up".into(), None, Value::Null));
+                }
+            }
+            let guard = Hangup(fake.seen.clone());
+            let frames = futures::stream::unfold((0u64, guard), |(n, guard)| async move {
+                if n == 600 {
+                    return None;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                let bytes = Bytes::from(frame(&llm_chunk(n, "tick", None)));
+                Some((Ok::<_, Infallible>(bytes), (n + 1, guard)))
+            });
+            Body::from_stream(frames).into_response()
+        }
         "invoke/llm" if body["prompt_messages"][0]["content"] == "fail" => {
             let mut all = frame(&llm_chunk(0, "partial", None));
             all.extend(frame(&json!({"data": null, "error": "model quota exceeded"})));
@@ -144,14 +163,20 @@ async fn inner_api(
                 .collect::<String>();
             ([("content-type", "text/event-stream")], lines).into_response()
         }
-        "fetch/app/info" => axum::Json(json!({
-            "data": {"id": body["app_id"], "name": "Support bot", "mode": "chat"},
-            "error": ""
-        }))
-        .into_response(),
+        "fetch/app/info" => {
+            // A plain (unframed) JSON answer, pretty-printed over several lines.
+            let reply = json!({"data": {"id": body["app_id"], "name": "Support bot", "mode": "chat"}, "error": ""});
+            (
+                [("content-type", "application/json")],
+                serde_json::to_string_pretty(&reply).unwrap(),
+            )
+                .into_response()
+        }
         "upload/file/request" => {
             let url = format!("{}/files/upload/for-plugin?sign=fake", fake.base.lock().unwrap());
-            Body::from(frame(&json!({"data": {"url": url}, "error": ""}))).into_response()
+            // Dify frames a single answer too, labelled application/json.
+            let framed = frame(&json!({"data": {"url": url}, "error": ""}));
+            ([("content-type", "application/json")], framed).into_response()
         }
         other => (StatusCode::NOT_FOUND, format!("no inner route {other}")).into_response(),
     }
@@ -401,6 +426,31 @@ async fn backwards_calls_are_forwarded_to_difys_inner_api() {
         messages[1]["message"]["text"],
         "error: invoke llm failed: model quota exceeded"
     );
+
+    // A caller that goes away cancels the forwarded call: toolplane hangs up on Dify.
+    let mut response = fx
+        .client
+        .post(format!("{}/plugin/{TENANT}/dispatch/tool/invoke", fx.base))
+        .header("X-Api-Key", KEY)
+        .header("X-Plugin-ID", CALLER)
+        .json(
+            &json!({"user_id": "user-1", "data": {"provider": "caller", "tool": "call", "credentials": {},
+                      "tool_parameters": {"mode": "llm", "text": "slow"}}}),
+        )
+        .send()
+        .await
+        .unwrap();
+    let first = response.chunk().await.unwrap().unwrap();
+    assert!(String::from_utf8_lossy(&first).contains("tick"), "{first:?}");
+    drop(response);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !seen.lock().unwrap().iter().any(|(p, _, _)| p == "hung up") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the forwarded call outlived its caller"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 
     // An app answering in the older line framing.
     let messages = fx.call("app", "app-42").await;

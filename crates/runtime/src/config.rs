@@ -125,3 +125,24 @@ impl RuntimeConfig {
         self.working_path.join(".uv-cache")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_inner_api_settings() {
+        let vars = [("DIFY_INNER_API_URL", " http://api:5001 "), ("DIFY_INNER_API_KEY", "k")];
+        let lookup = |name: &str| vars.iter().find(|(k, _)| *k == name).map(|(_, v)| (*v).to_owned());
+        let (config, warnings) = RuntimeConfig::from_lookup(Path::new("/data"), lookup);
+        assert_eq!(config.dify_inner_api_url.as_deref(), Some("http://api:5001"));
+        assert_eq!(config.dify_inner_api_key.as_deref(), Some("k"));
+        assert!(warnings.is_empty(), "{warnings:?}");
+
+        let (config, warnings) = RuntimeConfig::from_lookup(Path::new("/data"), |name| {
+            (name == "DIFY_INNER_API_URL").then(|| "http://api:5001".to_owned())
+        });
+        assert_eq!(config.dify_inner_api_key, None);
+        assert!(warnings[0].contains("without DIFY_INNER_API_KEY"), "{warnings:?}");
+    }
+}

@@ -99,7 +99,37 @@ impl DifyInnerApi {
             let tail: String = text.chars().take(512).collect();
             return Err(format!("Dify's inner API answered {status} for {path}: {tail}"));
         }
-        let bytes = response.bytes_stream();
+        let json_reply = response
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.to_ascii_lowercase().contains("json"));
+        let mut bytes = response.bytes_stream();
+        if json_reply {
+            // One answer (framed or not, possibly pretty-printed): read it whole, bounded.
+            let mut body = Vec::new();
+            while let Some(chunk) = bytes.next().await {
+                let chunk =
+                    chunk.map_err(|e| format!("the reply from Dify's inner API broke off: {}", error_chain(&e)))?;
+                if body.len() + chunk.len() > MAX_FRAME_BYTES + 16 {
+                    return Err(format!(
+                        "Dify's inner API sent a reply larger than {MAX_FRAME_BYTES} bytes"
+                    ));
+                }
+                body.extend_from_slice(&chunk);
+            }
+            let items: Vec<Result<Value, String>> = match body.trim_ascii_start().first() {
+                Some(&FRAME_MAGIC) => {
+                    let mut decoder = Decoder::default();
+                    decoder.push(&body);
+                    decoder.finish();
+                    std::iter::from_fn(|| decoder.next_item()).collect()
+                }
+                Some(_) => vec![parse_item(&body)],
+                None => Vec::new(),
+            };
+            return Ok(futures::stream::iter(items).boxed());
+        }
         let state = (bytes, Decoder::default(), false);
         Ok(
             futures::stream::unfold(state, |(mut bytes, mut decoder, mut done)| async move {

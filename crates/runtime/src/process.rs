@@ -570,6 +570,20 @@ fn handle_line(shared: &Arc<Shared>, line: &[u8]) {
     }
 }
 
+/// Resolves once `session_id` has ended or its caller has gone.
+async fn session_gone(shared: &Shared, session_id: &str) {
+    loop {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let live = shared
+            .sessions
+            .lock()
+            .is_ok_and(|sessions| sessions.get(session_id).is_some_and(|slot| slot.abandoned_at.is_none()));
+        if !live {
+            return;
+        }
+    }
+}
+
 fn session_message(shared: &Arc<Shared>, session_id: String, message: SessionMessage) {
     let Ok(mut sessions) = shared.sessions.lock() else {
         return;
@@ -619,7 +633,15 @@ fn session_message(shared: &Arc<Shared>, session_id: String, message: SessionMes
                         let mut send = |reply: backwards::Reply| {
                             let _ = tx.send(reply);
                         };
-                        backwards::answer(&shared.backwards, &caller, &kind, request, &mut send).await;
+                        // A call forwarded elsewhere (Dify, another tool) stops when its session ends or is
+                        // abandoned: dropping it closes the upstream request.
+                        let cancelled = tokio::select! {
+                            () = backwards::answer(&shared.backwards, &caller, &kind, request, &mut send) => false,
+                            () = session_gone(&shared, &session_id) => true,
+                        };
+                        if cancelled {
+                            let _ = tx.send(("error", "the session was cancelled".into(), Value::Null));
+                        }
                     }
                     None => {
                         let _ = tx.send(("error", "the session is over".into(), Value::Null));

@@ -19,6 +19,7 @@ pub mod mcp_providers;
 pub mod mcp_servers;
 pub mod oauth;
 pub mod plugin_tools;
+pub mod plugin_uploads;
 pub mod routes;
 pub mod state;
 pub mod tenant_keys;
@@ -62,6 +63,11 @@ pub fn router(state: AppState) -> axum::Router {
         .nest("/console/api", routes::console::router())
         .nest("/v1", routes::v1::router())
         .route("/files/tools/{file}", get(tool_files::download))
+        .route(
+            "/files/upload/for-plugin",
+            axum::routing::post(plugin_uploads::upload_for_plugin)
+                .layer(DefaultBodyLimit::max(plugin_uploads::PLUGIN_UPLOAD_MAX_BYTES)),
+        )
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(TimeoutLayer::with_status_code(
