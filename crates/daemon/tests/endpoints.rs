@@ -1,7 +1,8 @@
 //! Plugin endpoints end to end against a real endpoint plugin (`tests/data/endpoint_plugin`, `dify_plugin==0.10.2`
 //! on Python 3.12) run by `toolplane-runtime`: the management routes as Dify's API server calls them
 //! (`api/core/plugin/impl/endpoint.py`), the public `/e/{hook_id}/…` entry point driven by a plain HTTP client, and
-//! the `/v2/invoke` routes with a package that is uploaded but not installed. Environments are shared with the
+//! the `/v2/invoke` routes with a package that is uploaded but not installed; also the install task's warning when a
+//! newer Python stands in for the one `meta.runner.version` asks for. Environments are shared with the
 //! runtime crate's tests in `crates/runtime/.cache/`; without PyPI the test prints a notice and passes.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -51,6 +52,10 @@ struct Fixture {
 
 impl Fixture {
     async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    async fn start_with(configure: impl FnOnce(&mut RuntimeConfig)) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let db_url = format!("sqlite://{}?mode=rwc", dir.path().join("plugin.db").display());
         let mut config = DaemonConfig::new(KEY, db_url.clone(), dir.path().join("storage"));
@@ -58,6 +63,7 @@ impl Fixture {
         let mut runtime_config = RuntimeConfig::new(runtime_cache().join("work"));
         runtime_config.tools_path = runtime_cache().join("tools");
         runtime_config.max_execution_timeout = Duration::from_secs(4);
+        configure(&mut runtime_config);
         let runtime = PluginRuntime::new(
             runtime_config,
             Backwards {
@@ -110,6 +116,11 @@ impl Fixture {
     }
 
     async fn install(&self, uid: &str) {
+        self.install_task(uid).await;
+    }
+
+    /// Installs and waits for the task; the finished task.
+    async fn install_task(&self, uid: &str) -> Value {
         let started = self
             .post(
                 "management/install/identifiers",
@@ -123,7 +134,7 @@ impl Fixture {
         for _ in 0..12_000 {
             let task = self.get(&format!("management/install/tasks/{task_id}")).await;
             match task["data"]["status"].as_str() {
-                Some("success") => return,
+                Some("success") => return task,
                 Some("failed") => panic!("install failed: {task}"),
                 _ => tokio::time::sleep(Duration::from_millis(100)).await,
             }
@@ -178,20 +189,8 @@ fn error_of(envelope: &Value) -> (String, String) {
 }
 
 fn package_with_version(version: &str) -> Vec<u8> {
-    fn copy(from: &Path, to: &Path) {
-        for entry in std::fs::read_dir(from).unwrap() {
-            let entry = entry.unwrap();
-            let target = to.join(entry.file_name());
-            if entry.file_type().unwrap().is_dir() {
-                std::fs::create_dir_all(&target).unwrap();
-                copy(&entry.path(), &target);
-            } else {
-                std::fs::copy(entry.path(), target).unwrap();
-            }
-        }
-    }
     let dir = tempfile::tempdir().unwrap();
-    copy(&plugin_dir(), dir.path());
+    copy_tree(&plugin_dir(), dir.path());
     let manifest = std::fs::read_to_string(dir.path().join("manifest.yaml"))
         .unwrap()
         .replacen("version: 0.0.1", &format!("version: {version}"), 1);
@@ -809,20 +808,8 @@ async fn endpoint_management_without_a_runtime() {
 
         // After an upgrade to a version whose manifest does not allow endpoints, setup is refused.
         let no_permission = {
-            fn copy(from: &Path, to: &Path) {
-                for entry in std::fs::read_dir(from).unwrap() {
-                    let entry = entry.unwrap();
-                    let target = to.join(entry.file_name());
-                    if entry.file_type().unwrap().is_dir() {
-                        std::fs::create_dir_all(&target).unwrap();
-                        copy(&entry.path(), &target);
-                    } else {
-                        std::fs::copy(entry.path(), target).unwrap();
-                    }
-                }
-            }
             let dir = tempfile::tempdir().unwrap();
-            copy(&plugin_dir(), dir.path());
+            copy_tree(&plugin_dir(), dir.path());
             let manifest = std::fs::read_to_string(dir.path().join("manifest.yaml"))
                 .unwrap()
                 .replacen("version: 0.0.1", "version: 0.0.5", 1)
@@ -864,4 +851,63 @@ async fn endpoint_management_without_a_runtime() {
         assert_eq!(error_of(&stale).0, "PluginNotFoundError", "only the installed version: {stale}");
     })
     .await;
+}
+
+/// A plugin asking for a Python that is not available (3.11, with discovery off and 3.12 configured) installs on
+/// the newer one, and the install task's plugin `message` says so (not only the log).
+#[tokio::test(flavor = "multi_thread")]
+async fn install_task_reports_a_stand_in_python() {
+    if !online() {
+        return;
+    }
+    let home = std::env::var("HOME").unwrap_or_default();
+    let Some(python312) = std::fs::read_dir(Path::new(&home).join(".pyenv/versions"))
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .map(|e| e.path().join("bin/python3.12"))
+        .find(|p| p.is_file())
+    else {
+        eprintln!("NOTICE: skipping install_task_reports_a_stand_in_python: no pyenv Python 3.12");
+        return;
+    };
+    let f = Fixture::start_with(|config| {
+        config.python_interpreter_path = Some(python312.clone());
+        config.discover_python = false;
+    })
+    .await;
+    let package = {
+        let dir = tempfile::tempdir().unwrap();
+        copy_tree(&plugin_dir(), dir.path());
+        let manifest = std::fs::read_to_string(dir.path().join("manifest.yaml"))
+            .unwrap()
+            .replacen("version: 0.0.1", "version: 0.1.0", 1)
+            .replace("version: \"3.12\"", "version: \"3.11\"");
+        std::fs::write(dir.path().join("manifest.yaml"), manifest).unwrap();
+        toolplane_plugin::package_dir(dir.path(), 50 << 20, |_| {}).unwrap()
+    };
+    let uid = f.upload(package).await;
+    let task = f.install_task(&uid).await;
+    let message = task["data"]["plugins"][0]["message"].as_str().unwrap();
+    assert!(message.starts_with("Installed with warnings: "), "{task}");
+    assert!(
+        message.contains("Python 3.11 was requested by meta.runner.version but is not installed; using Python 3.12"),
+        "{message}"
+    );
+    if let Some(runtime) = f.state.runtime() {
+        runtime.shutdown().await;
+    }
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            std::fs::create_dir_all(&target).unwrap();
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
 }

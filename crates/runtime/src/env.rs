@@ -469,12 +469,17 @@ pub fn find_python(config: &RuntimeConfig, wanted: &str) -> Result<(PathBuf, Opt
             return Ok((path.clone(), None));
         }
     }
+    // With discovery off, only the configured interpreter above is a candidate.
     let mut roots = Vec::new();
-    if let Ok(root) = std::env::var("PYENV_ROOT") {
-        roots.push(PathBuf::from(root).join("versions"));
-    }
-    if let Ok(home) = std::env::var("HOME") {
-        roots.push(PathBuf::from(home).join(".pyenv/versions"));
+    let mut dirs: &[&str] = &[];
+    if config.discover_python {
+        dirs = &["/usr/local/bin", "/usr/bin"];
+        if let Ok(root) = std::env::var("PYENV_ROOT") {
+            roots.push(PathBuf::from(root).join("versions"));
+        }
+        if let Ok(home) = std::env::var("HOME") {
+            roots.push(PathBuf::from(home).join(".pyenv/versions"));
+        }
     }
     for root in roots {
         if let Ok(entries) = std::fs::read_dir(&root) {
@@ -490,7 +495,7 @@ pub fn find_python(config: &RuntimeConfig, wanted: &str) -> Result<(PathBuf, Opt
             }
         }
     }
-    for dir in ["/usr/local/bin", "/usr/bin"] {
+    for dir in dirs {
         for m in minor..=20 {
             let bin = PathBuf::from(format!("{dir}/python{major}.{m}"));
             if bin.is_file() {
