@@ -111,9 +111,34 @@ impl Environments {
         .await?;
         let mut install = Command::new(&uv);
         let bundled = dir.join("wheels");
-        if dir.join("pyproject.toml").is_file()
-            && !(self.config.pip_mirror_url.is_some() && dir.join("requirements.txt").is_file())
-        {
+        let project = dir.join("pyproject.toml").is_file()
+            && !(self.config.pip_mirror_url.is_some() && dir.join("requirements.txt").is_file());
+        if project && dir.join("uv.lock").is_file() && self.config.pip_mirror_url.is_some() && !bundled.is_dir() {
+            // `uv sync --frozen` downloads from the URLs recorded in the lock (PyPI's), whatever the index says, so
+            // a mirror would be ignored: install the exact locked versions (with their hashes) from the mirror.
+            let exported = dir.join(".venv/locked-requirements.txt");
+            self.step(
+                "exporting uv.lock for PIP_MIRROR_URL",
+                &dir,
+                Command::new(&uv)
+                    .args([
+                        "export",
+                        "--frozen",
+                        "--no-dev",
+                        "--no-emit-project",
+                        "--format",
+                        "requirements-txt",
+                        "--output-file",
+                    ])
+                    .arg(&exported),
+            )
+            .await?;
+            install
+                .args(["pip", "install", "-r"])
+                .arg(&exported)
+                .arg("--python")
+                .arg(&prepared.python);
+        } else if project {
             install.args(["sync", "--no-dev", "--no-python-downloads"]);
             if dir.join("uv.lock").is_file() {
                 install.arg("--frozen");

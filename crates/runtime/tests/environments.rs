@@ -69,7 +69,10 @@ fn copy_dir(from: &Path, to: &Path) {
 /// identifier and working folder) and without `requirements.txt`.
 fn probe_on_312(tag: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    copy_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/probe"), dir.path());
+    copy_dir(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/probe"),
+        dir.path(),
+    );
     std::fs::remove_file(dir.path().join("requirements.txt")).unwrap();
     let manifest = std::fs::read_to_string(dir.path().join("manifest.yaml"))
         .unwrap()
@@ -97,9 +100,15 @@ fn echo(text: &str) -> InvokeRequest {
     }
 }
 
-/// Installs the package and proves the plugin answers; its working folder.
+/// Installs the package into a fresh working folder (an environment left by an earlier run would be reused) and
+/// proves the plugin answers; its working folder.
 async fn install_and_call(runtime: &PluginRuntime, package: &[u8], text: &str) -> PathBuf {
-    let report = runtime.install(package).await.unwrap_or_else(|e| panic!("install failed: {e}"));
+    let decoded = toolplane_plugin::decode(package, &toolplane_plugin::DecodeLimits::default()).unwrap();
+    let _ = std::fs::remove_dir_all(cache().join("work").join(decoded.unique_identifier.working_dir_name()));
+    let report = runtime
+        .install(package)
+        .await
+        .unwrap_or_else(|e| panic!("install failed: {e}"));
     let chunks = runtime
         .invoke(&report.unique_identifier, &echo(text))
         .await
@@ -136,6 +145,49 @@ fn sdk_wheels() -> PathBuf {
     dir
 }
 
+/// The probe plugin as a uv project (`pyproject.toml` + a fresh `uv.lock`), plus a dependency added after locking,
+/// which `uv sync --frozen` must not install.
+async fn locked_project(runtime: &PluginRuntime, config: &RuntimeConfig, tag: &str) -> tempfile::TempDir {
+    let plugin = probe_on_312(tag);
+    let pyproject = format!(
+        "[project]\nname = \"probe-plugin\"\nversion = \"0.0.1\"\nrequires-python = \">=3.12\"\n\
+         dependencies = [\"{SDK}\"]\n\n[tool.uv]\npackage = false\n"
+    );
+    std::fs::write(plugin.path().join("pyproject.toml"), &pyproject).unwrap();
+    let uv = runtime.environments().uv().await.unwrap();
+    let (python, _) = toolplane_runtime::env::find_python(config, "3.12").unwrap();
+    let locked = std::process::Command::new(&uv)
+        .args(["lock", "--no-python-downloads", "--python"])
+        .arg(&python)
+        .current_dir(plugin.path())
+        .env("UV_CACHE_DIR", config.uv_cache())
+        .output()
+        .unwrap();
+    assert!(
+        locked.status.success(),
+        "uv lock: {}",
+        String::from_utf8_lossy(&locked.stderr)
+    );
+    assert!(plugin.path().join("uv.lock").is_file());
+    std::fs::write(
+        plugin.path().join("pyproject.toml"),
+        pyproject.replace(&format!("\"{SDK}\""), &format!("\"{SDK}\", \"tomli-w\"")),
+    )
+    .unwrap();
+    plugin
+}
+
+fn bundle_wheels(plugin: &Path, wheels: &Path) {
+    let bundled = plugin.join("wheels");
+    std::fs::create_dir_all(&bundled).unwrap();
+    for entry in std::fs::read_dir(wheels).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "whl") {
+            std::fs::copy(&path, bundled.join(path.file_name().unwrap())).unwrap();
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn pyproject_and_uv_lock_sync_frozen() {
     if !online("pyproject_and_uv_lock_sync_frozen") {
@@ -144,34 +196,63 @@ async fn pyproject_and_uv_lock_sync_frozen() {
     let config = config();
     let storage = tempfile::tempdir().unwrap();
     let runtime = runtime(config.clone(), storage.path());
-    let plugin = probe_on_312("uv.lock");
-    let pyproject = format!(
-        "[project]\nname = \"probe-plugin\"\nversion = \"0.0.1\"\nrequires-python = \">=3.12\"\n\
-         dependencies = [\"{SDK}\"]\n\n[tool.uv]\npackage = false\n"
-    );
-    std::fs::write(plugin.path().join("pyproject.toml"), &pyproject).unwrap();
-    let uv = runtime.environments().uv().await.unwrap();
-    let (python, _) = toolplane_runtime::env::find_python(&config, "3.12").unwrap();
-    let locked = std::process::Command::new(&uv)
-        .args(["lock", "--no-python-downloads", "--python"])
-        .arg(&python)
-        .current_dir(plugin.path())
-        .env("UV_CACHE_DIR", config.uv_cache())
-        .output()
-        .unwrap();
-    assert!(locked.status.success(), "uv lock: {}", String::from_utf8_lossy(&locked.stderr));
-    assert!(plugin.path().join("uv.lock").is_file());
-    // A dependency added after locking is not installed: `--frozen` installs exactly the lock.
-    std::fs::write(
-        plugin.path().join("pyproject.toml"),
-        pyproject.replace(&format!("\"{SDK}\""), &format!("\"{SDK}\", \"tomli-w\"")),
-    )
-    .unwrap();
+    let plugin = locked_project(&runtime, &config, "uv.lock").await;
     let package = toolplane_plugin::package_dir(plugin.path(), 50 << 20, |_| {}).unwrap();
     let working = install_and_call(&runtime, &package, "locked").await;
     let site = site_packages(&working);
     assert!(site.join("dify_plugin-0.10.2.dist-info").is_dir(), "{}", site.display());
     assert!(!site.join("tomli_w").exists(), "uv sync ignored --frozen and re-locked");
+    runtime.shutdown().await;
+}
+
+/// A locked project with its wheels bundled installs offline too.
+#[tokio::test(flavor = "multi_thread")]
+async fn uv_lock_with_bundled_wheels_installs_offline() {
+    if !online("uv_lock_with_bundled_wheels_installs_offline") {
+        return;
+    }
+    let wheels = sdk_wheels();
+    let mut config = config();
+    config.pip_mirror_url = Some("http://127.0.0.1:9/simple".into());
+    let storage = tempfile::tempdir().unwrap();
+    let runtime = runtime(config.clone(), storage.path());
+    let plugin = locked_project(&runtime, &config, "uv.lock + wheels").await;
+    bundle_wheels(plugin.path(), &wheels);
+    let package = toolplane_plugin::package_dir(plugin.path(), 50 << 20, |_| {}).unwrap();
+    let working = install_and_call(&runtime, &package, "locked offline").await;
+    let site = site_packages(&working);
+    assert!(site.join("dify_plugin-0.10.2.dist-info").is_dir());
+    assert!(!site.join("tomli_w").exists(), "the lock was not followed");
+    runtime.shutdown().await;
+}
+
+/// A locked project with `PIP_MIRROR_URL`: the locked versions, downloaded from the mirror (not from the URLs in
+/// the lock, which point at PyPI).
+#[tokio::test(flavor = "multi_thread")]
+async fn uv_lock_with_a_mirror_downloads_from_the_mirror() {
+    if !online("uv_lock_with_a_mirror_downloads_from_the_mirror") {
+        return;
+    }
+    let wheels = sdk_wheels();
+    let index = serve_index(&wheels).await;
+    let mut config = config();
+    config.pip_mirror_url = Some(index.url.clone());
+    let storage = tempfile::tempdir().unwrap();
+    let runtime = runtime(config.clone(), storage.path());
+    let plugin = locked_project(&runtime, &config, "uv.lock + mirror").await;
+    let package = toolplane_plugin::package_dir(plugin.path(), 50 << 20, |_| {}).unwrap();
+    let working = install_and_call(&runtime, &package, "locked mirrored").await;
+    let site = site_packages(&working);
+    assert!(site.join("dify_plugin-0.10.2.dist-info").is_dir());
+    assert!(!site.join("tomli_w").exists(), "the lock was not followed");
+    assert!(
+        index.served_sdk_page.load(Ordering::SeqCst) + index.served_wheels.load(Ordering::SeqCst) > 0,
+        "the locked install ignored PIP_MIRROR_URL"
+    );
+    assert!(
+        index.served_wheels.load(Ordering::SeqCst) > 0,
+        "no wheel came from the mirror"
+    );
     runtime.shutdown().await;
 }
 
@@ -188,14 +269,7 @@ async fn bundled_wheels_install_offline() {
     let runtime = runtime(config, storage.path());
     let plugin = probe_on_312("bundled wheels");
     std::fs::write(plugin.path().join("requirements.txt"), format!("{SDK}\n")).unwrap();
-    let bundled = plugin.path().join("wheels");
-    std::fs::create_dir_all(&bundled).unwrap();
-    for entry in std::fs::read_dir(&wheels).unwrap() {
-        let path = entry.unwrap().path();
-        if path.extension().is_some_and(|e| e == "whl") {
-            std::fs::copy(&path, bundled.join(path.file_name().unwrap())).unwrap();
-        }
-    }
+    bundle_wheels(plugin.path(), &wheels);
     let package = toolplane_plugin::package_dir(plugin.path(), 50 << 20, |_| {}).unwrap();
     let working = install_and_call(&runtime, &package, "offline").await;
     assert!(site_packages(&working).join("dify_plugin-0.10.2.dist-info").is_dir());
@@ -212,7 +286,11 @@ struct SimpleIndex {
 fn normalize(name: &str) -> String {
     let mut out = String::new();
     for c in name.chars() {
-        let c = if matches!(c, '_' | '.') { '-' } else { c.to_ascii_lowercase() };
+        let c = if matches!(c, '_' | '.') {
+            '-'
+        } else {
+            c.to_ascii_lowercase()
+        };
         if !(c == '-' && out.ends_with('-')) {
             out.push(c);
         }
@@ -235,7 +313,9 @@ async fn serve_index(wheels: &Path) -> SimpleIndex {
     let (wheels, counter, sdk_page) = (wheels.to_owned(), served_wheels.clone(), served_sdk_page.clone());
     tokio::spawn(async move {
         loop {
-            let Ok((mut tcp, _)) = listener.accept().await else { return };
+            let Ok((mut tcp, _)) = listener.accept().await else {
+                return;
+            };
             let (wheels, projects, counter, sdk_page) =
                 (wheels.clone(), projects.clone(), counter.clone(), sdk_page.clone());
             tokio::spawn(async move {
@@ -312,7 +392,13 @@ async fn pip_mirror_url_is_the_only_index() {
     let package = toolplane_plugin::package_dir(plugin.path(), 50 << 20, |_| {}).unwrap();
     let working = install_and_call(&runtime, &package, "mirrored").await;
     assert!(site_packages(&working).join("dify_plugin-0.10.2.dist-info").is_dir());
-    assert!(index.served_sdk_page.load(Ordering::SeqCst) > 0, "uv never asked the mirror for dify_plugin");
-    assert!(index.served_wheels.load(Ordering::SeqCst) > 0, "no wheel came from the mirror");
+    assert!(
+        index.served_sdk_page.load(Ordering::SeqCst) > 0,
+        "uv never asked the mirror for dify_plugin"
+    );
+    assert!(
+        index.served_wheels.load(Ordering::SeqCst) > 0,
+        "no wheel came from the mirror"
+    );
     runtime.shutdown().await;
 }
