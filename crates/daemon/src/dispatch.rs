@@ -27,11 +27,19 @@ pub(crate) struct RuntimeEnvironment(pub(crate) PluginRuntime);
 #[async_trait]
 impl PluginEnvironment for RuntimeEnvironment {
     async fn prepare(&self, unique_identifier: &PluginUniqueIdentifier, package: &[u8]) -> Result<(), String> {
+        self.prepare_with_warnings(unique_identifier, package).await.map(drop)
+    }
+
+    async fn prepare_with_warnings(
+        &self,
+        unique_identifier: &PluginUniqueIdentifier,
+        package: &[u8],
+    ) -> Result<Vec<String>, String> {
         let report = self.0.install(package).await.map_err(|e| e.to_string())?;
-        for warning in report.warnings {
+        for warning in &report.warnings {
             tracing::warn!(plugin = %unique_identifier.as_str(), "{warning}");
         }
-        Ok(())
+        Ok(report.warnings)
     }
 
     async fn release(&self, unique_identifier: &str) {

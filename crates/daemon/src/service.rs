@@ -49,6 +49,16 @@ pub trait PluginEnvironment: Send + Sync {
     /// with the returned message.
     async fn prepare(&self, unique_identifier: &PluginUniqueIdentifier, package: &[u8]) -> Result<(), String>;
 
+    /// [`PluginEnvironment::prepare`] that also returns notes for the install task (e.g. "Python 3.11 was
+    /// requested but 3.12 stands in"), which become part of the plugin's task `message`.
+    async fn prepare_with_warnings(
+        &self,
+        unique_identifier: &PluginUniqueIdentifier,
+        package: &[u8],
+    ) -> Result<Vec<String>, String> {
+        self.prepare(unique_identifier, package).await.map(|()| Vec::new())
+    }
+
     /// The plugin is no longer installed anywhere: stop it and free its resources.
     async fn release(&self, unique_identifier: &str);
 }
@@ -604,9 +614,13 @@ impl DaemonState {
             let outcome = self.install_one(&task.tenant_id, item).await;
             if let Some(plugin) = task.plugins.get_mut(index) {
                 match outcome {
-                    Ok(()) => {
+                    Ok(warnings) if warnings.is_empty() => {
                         plugin.status = TaskStatus::Success;
                         plugin.message = "Installed".into();
+                    }
+                    Ok(warnings) => {
+                        plugin.status = TaskStatus::Success;
+                        plugin.message = format!("Installed with warnings: {}", warnings.join("; "));
                     }
                     Err(message) => {
                         tracing::warn!(plugin = %item.uid, error = %message, "plugin installation failed");
@@ -631,10 +645,11 @@ impl DaemonState {
         }
     }
 
-    /// Environment, then record. Errors are the plugin's task message.
-    async fn install_one(&self, tenant_id: &str, item: &Item) -> Result<(), String> {
+    /// Environment, then record; the environment's warnings on success. Errors are the plugin's task message.
+    async fn install_one(&self, tenant_id: &str, item: &Item) -> Result<Vec<String>, String> {
         let uid = item.uid.as_str();
         let already_running = self.inner.db.plugin_exists(uid).await.map_err(|e| e.to_string())?;
+        let mut warnings = Vec::new();
         if !already_running {
             let (bytes, _) = self.stored_package(&item.uid).await.map_err(|e| e.to_string())?;
             self.inner
@@ -642,10 +657,16 @@ impl DaemonState {
                 .put(&self.installed_key(uid), bytes.clone())
                 .await
                 .map_err(|e| format!("copying the package to the installed bucket failed: {e}"))?;
-            let prepared =
-                tokio::time::timeout(INSTALL_TIMEOUT, self.inner.environment.prepare(&item.uid, &bytes)).await;
+            let prepared = tokio::time::timeout(
+                INSTALL_TIMEOUT,
+                self.inner.environment.prepare_with_warnings(&item.uid, &bytes),
+            )
+            .await;
             let failure = match prepared {
-                Ok(Ok(())) => None,
+                Ok(Ok(notes)) => {
+                    warnings = notes;
+                    None
+                }
                 Ok(Err(message)) => Some(format!("preparing the plugin environment failed: {message}")),
                 Err(_) => Some(format!(
                     "preparing the plugin environment timed out after {} s",
@@ -658,7 +679,7 @@ impl DaemonState {
             }
         }
         match self.record(tenant_id, item).await {
-            Ok(()) => Ok(()),
+            Ok(()) => Ok(warnings),
             Err(e) => {
                 self.forget_if_unreferenced(uid).await;
                 Err(e.to_string())

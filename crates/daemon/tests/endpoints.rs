@@ -1,7 +1,8 @@
 //! Plugin endpoints end to end against a real endpoint plugin (`tests/data/endpoint_plugin`, `dify_plugin==0.10.2`
 //! on Python 3.12) run by `toolplane-runtime`: the management routes as Dify's API server calls them
 //! (`api/core/plugin/impl/endpoint.py`), the public `/e/{hook_id}/…` entry point driven by a plain HTTP client, and
-//! the `/v2/invoke` routes with a package that is uploaded but not installed. Environments are shared with the
+//! the `/v2/invoke` routes with a package that is uploaded but not installed; also the install task's warning when a
+//! newer Python stands in for the one `meta.runner.version` asks for. Environments are shared with the
 //! runtime crate's tests in `crates/runtime/.cache/`; without PyPI the test prints a notice and passes.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -51,6 +52,10 @@ struct Fixture {
 
 impl Fixture {
     async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    async fn start_with(configure: impl FnOnce(&mut RuntimeConfig)) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let db_url = format!("sqlite://{}?mode=rwc", dir.path().join("plugin.db").display());
         let mut config = DaemonConfig::new(KEY, db_url.clone(), dir.path().join("storage"));
@@ -58,6 +63,7 @@ impl Fixture {
         let mut runtime_config = RuntimeConfig::new(runtime_cache().join("work"));
         runtime_config.tools_path = runtime_cache().join("tools");
         runtime_config.max_execution_timeout = Duration::from_secs(4);
+        configure(&mut runtime_config);
         let runtime = PluginRuntime::new(
             runtime_config,
             Backwards {
@@ -110,6 +116,11 @@ impl Fixture {
     }
 
     async fn install(&self, uid: &str) {
+        self.install_task(uid).await;
+    }
+
+    /// Installs and waits for the task; the finished task.
+    async fn install_task(&self, uid: &str) -> Value {
         let started = self
             .post(
                 "management/install/identifiers",
@@ -123,7 +134,7 @@ impl Fixture {
         for _ in 0..12_000 {
             let task = self.get(&format!("management/install/tasks/{task_id}")).await;
             match task["data"]["status"].as_str() {
-                Some("success") => return,
+                Some("success") => return task,
                 Some("failed") => panic!("install failed: {task}"),
                 _ => tokio::time::sleep(Duration::from_millis(100)).await,
             }
@@ -178,20 +189,8 @@ fn error_of(envelope: &Value) -> (String, String) {
 }
 
 fn package_with_version(version: &str) -> Vec<u8> {
-    fn copy(from: &Path, to: &Path) {
-        for entry in std::fs::read_dir(from).unwrap() {
-            let entry = entry.unwrap();
-            let target = to.join(entry.file_name());
-            if entry.file_type().unwrap().is_dir() {
-                std::fs::create_dir_all(&target).unwrap();
-                copy(&entry.path(), &target);
-            } else {
-                std::fs::copy(entry.path(), target).unwrap();
-            }
-        }
-    }
     let dir = tempfile::tempdir().unwrap();
-    copy(&plugin_dir(), dir.path());
+    copy_tree(&plugin_dir(), dir.path());
     let manifest = std::fs::read_to_string(dir.path().join("manifest.yaml"))
         .unwrap()
         .replacen("version: 0.0.1", &format!("version: {version}"), 1);
@@ -341,9 +340,22 @@ async fn endpoints_end_to_end_with_a_real_plugin() {
     assert_eq!(posted["path"], "/echo/in");
     assert_eq!(posted["body"], body.as_str());
 
-    // A path the plugin does not route: the SDK's own 404.
-    let unrouted = f.client.get(f.hook(&hook, "/nowhere")).send().await.unwrap();
-    assert_eq!(unrouted.status(), 404);
+    // A path the plugin does not route: the SDK's own 404 (plain text, not the daemon's envelope); the bare hook
+    // reaches the plugin with path "/".
+    for rest in ["/nowhere", "", "/"] {
+        let unrouted = f.client.get(f.hook(&hook, rest)).send().await.unwrap();
+        assert_eq!(unrouted.status(), 404, "{rest:?}");
+        let text = unrouted.text().await.unwrap();
+        assert!(text.contains("Failed to dispatch endpoint request"), "{rest:?}: {text}");
+    }
+    // HEAD is served by the GET route: status and headers, no body.
+    let head = f.client.head(f.hook(&hook, "/echo/h")).send().await.unwrap();
+    assert_eq!(head.status(), 201);
+    assert_eq!(head.headers()["x-echo"], "yes");
+    assert!(head.bytes().await.unwrap().is_empty());
+    // A method the plugin has no route for reaches it too.
+    let put = f.client.put(f.hook(&hook, "/echo/p")).body("x").send().await.unwrap();
+    assert_eq!(put.status(), 404, "the SDK answers for methods it does not route");
 
     // ---- streaming: chunks arrive as the plugin yields them ----
     let started = Instant::now();
@@ -676,4 +688,226 @@ async fn the_entry_point_can_be_turned_off() {
     .unwrap_err()
     .to_string();
     assert!(bad.contains("PLUGIN_ENDPOINT_ENABLED"), "{bad}");
+}
+
+const PG_ENV: &str = "TOOLPLANE_TEST_POSTGRES_URL";
+
+/// Runs `test` with a fresh database URL: an SQLite file, then a PostgreSQL schema when `TOOLPLANE_TEST_POSTGRES_URL`
+/// is set.
+async fn on_each_backend<F, Fut>(test: F)
+where
+    F: Fn(String, Arc<tempfile::TempDir>) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    use sqlx::{Connection, Executor};
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let url = format!("sqlite://{}/data/plugin.db?mode=rwc", dir.path().display());
+    test(url, dir).await;
+
+    let Some(base) = std::env::var(PG_ENV).ok().filter(|v| !v.is_empty()) else {
+        eprintln!("skipping PostgreSQL: set {PG_ENV} to run these tests on PostgreSQL too");
+        return;
+    };
+    let schema = format!("e_{}", uuid::Uuid::new_v4().simple());
+    let mut admin = sqlx::PgConnection::connect(&base).await.unwrap();
+    admin
+        .execute(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+        .await
+        .unwrap();
+    let sep = if base.contains('?') { '&' } else { '?' };
+    let url = format!("{base}{sep}options=-c%20search_path%3D{schema}");
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let outcome = futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(test(url, dir))).await;
+    admin
+        .execute(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
+        .await
+        .unwrap();
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+/// The management half without a plugin runtime (no PyPI needed), on SQLite and PostgreSQL: the stored secret
+/// decrypts with the tenant key the daemon keeps in its blob store, counters follow enable/disable/remove, a plugin
+/// whose manifest does not allow endpoints is refused, and the entry point says why it cannot run the plugin.
+#[tokio::test]
+async fn endpoint_management_without_a_runtime() {
+    on_each_backend(|url, dir| async move {
+        let mut config = DaemonConfig::new(KEY, url, dir.path().join("storage"));
+        config.verifier.force_verifying_signature = false;
+        config.endpoint_url_template = Some("https://dify.example.com/e/{hook_id}".into());
+        let blobs = BlobStore::from_config(&BlobConfig::Local {
+            root: dir.path().join("storage"),
+        })
+        .unwrap();
+        let state = DaemonState::open(config, blobs).await.unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(serve_daemon(listener, state.clone(), std::future::pending()));
+        let f = Fixture {
+            base,
+            client: reqwest::Client::new(),
+            state,
+            db_url: String::new(),
+            _dir: tempfile::tempdir().unwrap(),
+        };
+        let uid = f.upload(package_with_version("0.0.1")).await;
+        f.install(&uid).await;
+        let setup = f
+            .post(
+                "endpoint/setup",
+                json!({"plugin_unique_identifier": uid, "user_id": "u1", "name": "a", "settings": {"api_key": SECRET}}),
+            )
+            .await;
+        assert_eq!(setup["data"], true, "{setup}");
+        f.post(
+            "endpoint/setup",
+            json!({"plugin_unique_identifier": uid, "user_id": "u1", "name": "b", "settings": {"api_key": "other-secret"}}),
+        )
+        .await;
+        let listed = f.endpoints().await;
+        assert_eq!(listed.len(), 2);
+        assert_eq!(listed[0]["name"], "b", "newest first");
+        assert_eq!(listed[0]["settings"]["greeting"], "hello", "defaults are filled in");
+        let hook = listed[1]["hook_id"].as_str().unwrap().to_owned();
+        assert_eq!(listed[1]["url"], format!("https://dify.example.com/e/{hook}"));
+        let first_id = listed[1]["id"].as_str().unwrap().to_owned();
+        let second_id = listed[0]["id"].as_str().unwrap().to_owned();
+        assert_ne!(hook, listed[0]["hook_id"].as_str().unwrap());
+
+        // The ciphertext at rest is Dify's HYBRID format under the daemon's own tenant key.
+        let row = f.state.endpoint_by_hook(&hook).await.unwrap().unwrap();
+        let pem = std::fs::read_to_string(dir.path().join(format!("storage/endpoint_keys/{TENANT}/private.pem"))).unwrap();
+        let key = toolplane_secrets::PrivateKey::from_pem(&pem).unwrap();
+        let token = row.settings["api_key"].as_str().unwrap();
+        assert_ne!(token, SECRET);
+        assert_eq!(key.decrypt(token).unwrap(), SECRET);
+
+        let counts = |v: Value| {
+            (
+                v["data"]["list"][0]["endpoints_setups"].as_i64().unwrap(),
+                v["data"]["list"][0]["endpoints_active"].as_i64().unwrap(),
+            )
+        };
+        assert_eq!(counts(f.get("management/list?page=1&page_size=10").await), (2, 2));
+        f.post("endpoint/disable", json!({"endpoint_id": first_id})).await;
+        f.post("endpoint/disable", json!({"endpoint_id": first_id})).await;
+        assert_eq!(counts(f.get("management/list?page=1&page_size=10").await), (2, 1));
+        f.post("endpoint/remove", json!({"endpoint_id": second_id})).await;
+        assert_eq!(counts(f.get("management/list?page=1&page_size=10").await), (1, 0));
+        f.post("endpoint/enable", json!({"endpoint_id": first_id})).await;
+        assert_eq!(counts(f.get("management/list?page=1&page_size=10").await), (1, 1));
+        let second_page = f.get("endpoint/list?page=2&page_size=1").await;
+        assert_eq!(second_page["data"], json!([]));
+
+        // No runtime: the hook exists but the plugin cannot run.
+        let answer = f.client.get(f.hook(&hook, "/echo/x")).send().await.unwrap();
+        assert_eq!(answer.status(), 500);
+        let answer: Value = answer.json().await.unwrap();
+        assert!(error_of(&answer).1.contains("without the plugin runtime"), "{answer}");
+
+        // After an upgrade to a version whose manifest does not allow endpoints, setup is refused.
+        let no_permission = {
+            let dir = tempfile::tempdir().unwrap();
+            copy_tree(&plugin_dir(), dir.path());
+            let manifest = std::fs::read_to_string(dir.path().join("manifest.yaml"))
+                .unwrap()
+                .replacen("version: 0.0.1", "version: 0.0.5", 1)
+                .replace("    endpoint:\n      enabled: true", "    endpoint:\n      enabled: false");
+            std::fs::write(dir.path().join("manifest.yaml"), manifest).unwrap();
+            toolplane_plugin::package_dir(dir.path(), 50 << 20, |_| {}).unwrap()
+        };
+        let denied_uid = f.upload(no_permission).await;
+        let upgraded = f
+            .post(
+                "management/install/upgrade",
+                json!({"original_plugin_unique_identifier": uid, "new_plugin_unique_identifier": denied_uid,
+                       "source": "package", "meta": {}}),
+            )
+            .await;
+        if let Some(task) = upgraded["data"]["task_id"].as_str().filter(|t| !t.is_empty()) {
+            for _ in 0..100 {
+                let task = f.get(&format!("management/install/tasks/{task}")).await;
+                if task["data"]["status"] == "success" {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        let refused = f
+            .post(
+                "endpoint/setup",
+                json!({"plugin_unique_identifier": denied_uid, "user_id": "u1", "name": "c", "settings": {"api_key": "x"}}),
+            )
+            .await;
+        assert_eq!(refused["code"], -403, "{refused}");
+        assert_eq!(error_of(&refused).0, "PluginPermissionDeniedError");
+        let stale = f
+            .post(
+                "endpoint/setup",
+                json!({"plugin_unique_identifier": uid, "user_id": "u1", "name": "c", "settings": {"api_key": "x"}}),
+            )
+            .await;
+        assert_eq!(error_of(&stale).0, "PluginNotFoundError", "only the installed version: {stale}");
+    })
+    .await;
+}
+
+/// A plugin asking for a Python that is not available (3.11, with discovery off and 3.12 configured) installs on
+/// the newer one, and the install task's plugin `message` says so (not only the log).
+#[tokio::test(flavor = "multi_thread")]
+async fn install_task_reports_a_stand_in_python() {
+    if !online() {
+        return;
+    }
+    let home = std::env::var("HOME").unwrap_or_default();
+    let Some(python312) = std::fs::read_dir(Path::new(&home).join(".pyenv/versions"))
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .map(|e| e.path().join("bin/python3.12"))
+        .find(|p| p.is_file())
+    else {
+        eprintln!("NOTICE: skipping install_task_reports_a_stand_in_python: no pyenv Python 3.12");
+        return;
+    };
+    let f = Fixture::start_with(|config| {
+        config.python_interpreter_path = Some(python312.clone());
+        config.discover_python = false;
+    })
+    .await;
+    let package = {
+        let dir = tempfile::tempdir().unwrap();
+        copy_tree(&plugin_dir(), dir.path());
+        let manifest = std::fs::read_to_string(dir.path().join("manifest.yaml"))
+            .unwrap()
+            .replacen("version: 0.0.1", "version: 0.1.0", 1)
+            .replace("version: \"3.12\"", "version: \"3.11\"");
+        std::fs::write(dir.path().join("manifest.yaml"), manifest).unwrap();
+        toolplane_plugin::package_dir(dir.path(), 50 << 20, |_| {}).unwrap()
+    };
+    let uid = f.upload(package).await;
+    let task = f.install_task(&uid).await;
+    let message = task["data"]["plugins"][0]["message"].as_str().unwrap();
+    assert!(message.starts_with("Installed with warnings: "), "{task}");
+    assert!(
+        message.contains("Python 3.11 was requested by meta.runner.version but is not installed; using Python 3.12"),
+        "{message}"
+    );
+    if let Some(runtime) = f.state.runtime() {
+        runtime.shutdown().await;
+    }
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            std::fs::create_dir_all(&target).unwrap();
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
 }

@@ -18,6 +18,9 @@ pub struct RuntimeConfig {
     pub tools_path: PathBuf,
     /// `PYTHON_INTERPRETER_PATH`: preferred interpreter; others are discovered (PATH, pyenv, /usr/bin).
     pub python_interpreter_path: Option<PathBuf>,
+    /// `PYTHON_DISCOVERY` (true): look for interpreters beyond `PYTHON_INTERPRETER_PATH` (pyenv versions,
+    /// `/usr/local/bin`, `/usr/bin`); false pins plugins to the configured interpreter.
+    pub discover_python: bool,
     /// `PIP_MIRROR_URL`: index URL for uv and pip.
     pub pip_mirror_url: Option<String>,
     /// `PYTHON_ENV_INIT_TIMEOUT` (120 s): an environment step silent for this long is killed.
@@ -55,6 +58,7 @@ impl RuntimeConfig {
             working_path,
             uv_path: None,
             python_interpreter_path: None,
+            discover_python: true,
             pip_mirror_url: None,
             env_init_timeout: Duration::from_secs(120),
             idle_timeout: Duration::from_secs(600),
@@ -104,6 +108,13 @@ impl RuntimeConfig {
         }
         config.uv_path = get("UV_PATH").map(PathBuf::from);
         config.python_interpreter_path = get("PYTHON_INTERPRETER_PATH").map(PathBuf::from);
+        if let Some(v) = get("PYTHON_DISCOVERY") {
+            match v.to_ascii_lowercase().as_str() {
+                "true" | "1" | "yes" => config.discover_python = true,
+                "false" | "0" | "no" => config.discover_python = false,
+                _ => warnings.push(format!("PYTHON_DISCOVERY={v} is not true or false; using true")),
+            }
+        }
         config.pip_mirror_url = get("PIP_MIRROR_URL");
         config.dify_inner_api_url = get("DIFY_INNER_API_URL");
         config.dify_inner_api_key = get("DIFY_INNER_API_KEY");

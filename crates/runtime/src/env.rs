@@ -114,9 +114,34 @@ impl Environments {
         .await?;
         let mut install = Command::new(&uv);
         let bundled = dir.join("wheels");
-        if dir.join("pyproject.toml").is_file()
-            && !(self.config.pip_mirror_url.is_some() && dir.join("requirements.txt").is_file())
-        {
+        let project = dir.join("pyproject.toml").is_file()
+            && !(self.config.pip_mirror_url.is_some() && dir.join("requirements.txt").is_file());
+        if project && dir.join("uv.lock").is_file() && self.config.pip_mirror_url.is_some() && !bundled.is_dir() {
+            // `uv sync --frozen` downloads from the URLs recorded in the lock (PyPI's), whatever the index says, so
+            // a mirror would be ignored: install the exact locked versions (with their hashes) from the mirror.
+            let exported = dir.join(".venv/locked-requirements.txt");
+            self.step(
+                "exporting uv.lock for PIP_MIRROR_URL",
+                &dir,
+                Command::new(&uv)
+                    .args([
+                        "export",
+                        "--frozen",
+                        "--no-dev",
+                        "--no-emit-project",
+                        "--format",
+                        "requirements-txt",
+                        "--output-file",
+                    ])
+                    .arg(&exported),
+            )
+            .await?;
+            install
+                .args(["pip", "install", "-r"])
+                .arg(&exported)
+                .arg("--python")
+                .arg(&prepared.python);
+        } else if project {
             install.args(["sync", "--no-dev", "--no-python-downloads"]);
             if dir.join("uv.lock").is_file() {
                 install.arg("--frozen");
@@ -476,12 +501,17 @@ pub fn find_python(config: &RuntimeConfig, wanted: &str) -> Result<(PathBuf, Opt
             return Ok((path.clone(), None));
         }
     }
+    // With discovery off, only the configured interpreter above is a candidate.
     let mut roots = Vec::new();
-    if let Ok(root) = std::env::var("PYENV_ROOT") {
-        roots.push(PathBuf::from(root).join("versions"));
-    }
-    if let Ok(home) = std::env::var("HOME") {
-        roots.push(PathBuf::from(home).join(".pyenv/versions"));
+    let mut dirs: &[&str] = &[];
+    if config.discover_python {
+        dirs = &["/usr/local/bin", "/usr/bin"];
+        if let Ok(root) = std::env::var("PYENV_ROOT") {
+            roots.push(PathBuf::from(root).join("versions"));
+        }
+        if let Ok(home) = std::env::var("HOME") {
+            roots.push(PathBuf::from(home).join(".pyenv/versions"));
+        }
     }
     for root in roots {
         if let Ok(entries) = std::fs::read_dir(&root) {
@@ -497,7 +527,7 @@ pub fn find_python(config: &RuntimeConfig, wanted: &str) -> Result<(PathBuf, Opt
             }
         }
     }
-    for dir in ["/usr/local/bin", "/usr/bin"] {
+    for dir in dirs {
         for m in minor..=20 {
             let bin = PathBuf::from(format!("{dir}/python{major}.{m}"));
             if bin.is_file() {

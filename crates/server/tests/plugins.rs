@@ -184,3 +184,33 @@ async fn installed_plugin_tools_join_the_catalog() {
     assert_eq!(deleted["deleted_tools"][0]["provider_id"], "acme/weather/weather");
     s.stop().await;
 }
+
+/// `toolplane serve` mounts the daemon's public endpoint entry point and `/v2/invoke` routes beside the console.
+#[tokio::test]
+async fn endpoint_entry_point_and_v2_routes_are_mounted() {
+    let s = TestServer::start_with(Options {
+        daemon: true,
+        ..Options::default()
+    })
+    .await;
+    // An unknown hook: the daemon's own 404 envelope, not the server's fallback.
+    let response = s.http.get(s.url("/e/abcdefghijklmnop/anything")).send().await.unwrap();
+    assert_eq!(response.status(), 404);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["code"], -404, "{body}");
+    let inner: Value = serde_json::from_str(body["message"].as_str().unwrap()).unwrap();
+    assert_eq!(inner["message"], "endpoint not found");
+    let response = s
+        .http
+        .get(s.url("/v2/invoke/extract"))
+        .header("X-Api-Key", DAEMON_KEY)
+        .send()
+        .await
+        .unwrap();
+    let body: Value = response.json().await.unwrap();
+    assert!(
+        body["message"].as_str().unwrap().contains("X-Plugin-Unique-Identifier"),
+        "{body}"
+    );
+    s.stop().await;
+}
