@@ -87,6 +87,7 @@ struct Inner {
     config: DaemonConfig,
     environment: Arc<dyn PluginEnvironment>,
     runtime: Option<PluginRuntime>,
+    remote: Arc<crate::debugging::RemoteState>,
     started: Instant,
 }
 
@@ -121,6 +122,7 @@ impl DaemonState {
                 config,
                 environment,
                 runtime: None,
+                remote: Arc::default(),
                 started: Instant::now(),
             }),
         };
@@ -170,6 +172,12 @@ impl DaemonState {
         uid: &str,
         request: &InvokeRequest,
     ) -> Result<Session, DaemonError> {
+        if let Some(plugin) = self.remote_plugin(uid) {
+            return plugin
+                .invoke(request)
+                .await
+                .map_err(|e| DaemonError::Internal(e.to_string()));
+        }
         if !runtime.is_loaded(uid) {
             let bytes = self.inner.blobs.get(&self.installed_key(uid)).await?;
             runtime
@@ -206,7 +214,17 @@ impl DaemonState {
         format!("{}/{uid}", self.inner.config.paths.installed)
     }
 
-    fn media_key(&self, id: &str) -> String {
+    /// The blob store of the buckets.
+    pub(crate) fn blobs(&self) -> &BlobStore {
+        &self.inner.blobs
+    }
+
+    /// Remote-debugging state: keys, connections, registered plugins.
+    pub(crate) fn remote(&self) -> &Arc<crate::debugging::RemoteState> {
+        &self.inner.remote
+    }
+
+    pub(crate) fn media_key(&self, id: &str) -> String {
         format!("{}/{id}", self.inner.config.paths.media)
     }
 
