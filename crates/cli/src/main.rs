@@ -286,8 +286,8 @@ async fn run_daemon(settings: Settings, config: ServerConfig) -> Result<()> {
     let local = listener.local_addr()?;
     let runtime = plugin_runtime(&settings, &config, None);
     let state = toolplane_daemon::DaemonState::open_with_runtime(daemon_config, blobs, runtime).await?;
-    let debugging = start_remote_debugging(&state).await?;
     println!("toolplane plugin daemon is listening on http://{local}");
+    let debugging = start_remote_debugging(&state).await;
     toolplane_daemon::serve_daemon(listener, state.clone(), shutdown_signal()).await?;
     stop_remote_debugging(debugging).await;
     if let Some(runtime) = state.runtime() {
@@ -302,16 +302,25 @@ type RemoteDebugging = Option<(
     tokio::task::JoinHandle<Result<(), toolplane_daemon::DaemonError>>,
 )>;
 
-/// Starts the remote-debugging listener (`PLUGIN_REMOTE_INSTALLING_HOST:PORT`) unless it is disabled.
-async fn start_remote_debugging(state: &toolplane_daemon::DaemonState) -> Result<RemoteDebugging> {
+/// Starts the remote-debugging listener (`PLUGIN_REMOTE_INSTALLING_HOST:PORT`) unless it is disabled. A port that
+/// cannot be bound turns remote debugging off with a warning instead of stopping the server: everything else works
+/// without it.
+async fn start_remote_debugging(state: &toolplane_daemon::DaemonState) -> RemoteDebugging {
     if !state.config().remote.enabled {
-        return Ok(None);
+        return None;
     }
-    let listener = toolplane_daemon::bind_remote_debugging(state).await?;
-    println!(
-        "  remote plugin debugging: {} (keys: POST /plugin/<tenant_id>/debugging/key)",
-        listener.local_addr()?
-    );
+    let listener = match toolplane_daemon::bind_remote_debugging(state).await {
+        Ok(listener) => listener,
+        Err(e) => {
+            eprintln!("warning: remote plugin debugging is off: {e}");
+            tracing::warn!(error = %e, "remote plugin debugging is off");
+            return None;
+        }
+    };
+    match listener.local_addr() {
+        Ok(addr) => println!("  remote plugin debugging: {addr} (keys: POST /plugin/<tenant_id>/debugging/key)"),
+        Err(e) => tracing::warn!(error = %e, "remote debugging listener address unknown"),
+    }
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(toolplane_daemon::serve_remote_debugging(
         listener,
@@ -320,7 +329,7 @@ async fn start_remote_debugging(state: &toolplane_daemon::DaemonState) -> Result
             let _ = stopped.await;
         },
     ));
-    Ok(Some((stop, task)))
+    Some((stop, task))
 }
 
 /// Closes the debugging connections and waits for their installations to be removed.
@@ -353,7 +362,7 @@ async fn serve(settings: Settings, config: ServerConfig) -> Result<()> {
     let local = listener.local_addr()?;
     println!("toolplane is listening on http://{local}");
     let debugging = match state.daemon.as_ref() {
-        Some(daemon) => start_remote_debugging(daemon).await?,
+        Some(daemon) => start_remote_debugging(daemon).await,
         None => None,
     };
     println!("  health:       http://{local}/health");

@@ -285,7 +285,11 @@ pub async fn serve_remote_debugging(
     }
     // Give the connection tasks a moment to remove their installations; a next start removes what is left.
     let deadline = Instant::now() + Duration::from_secs(2);
-    while Instant::now() < deadline && !state.connected_remote_plugins().is_empty() {
+    let registered = || {
+        let plugins = state.remote().plugins.lock().unwrap_or_else(PoisonError::into_inner);
+        !plugins.is_empty()
+    };
+    while Instant::now() < deadline && registered() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     Ok(())
@@ -635,19 +639,11 @@ async fn install(state: &DaemonState, prepared: &Prepared, plugin: &Arc<RemotePl
     Ok(row.id)
 }
 
-/// Forgets a disconnected plugin and removes its installation.
+/// Removes a disconnected plugin's installation, then forgets the plugin (so an empty registry means every
+/// installation is gone).
 async fn remove(state: &DaemonState, prepared: &Prepared, installation_id: &str, plugin: &Arc<RemotePlugin>) {
     let remote = state.remote();
     let _installs = remote.installs.lock().await;
-    {
-        let mut plugins = remote.plugins.lock().unwrap_or_else(PoisonError::into_inner);
-        if plugins
-            .get(prepared.uid.as_str())
-            .is_some_and(|p| Arc::ptr_eq(p, plugin))
-        {
-            plugins.remove(prepared.uid.as_str());
-        }
-    }
     match state.db().uninstall_remote(&prepared.tenant_id, installation_id).await {
         Ok(_) => {}
         // Uninstalled through the management API while connected.
@@ -655,6 +651,13 @@ async fn remove(state: &DaemonState, prepared: &Prepared, installation_id: &str,
         Err(e) => {
             tracing::error!(plugin = %prepared.uid, error = %e, "removing a remote debugging installation failed")
         }
+    }
+    let mut plugins = remote.plugins.lock().unwrap_or_else(PoisonError::into_inner);
+    if plugins
+        .get(prepared.uid.as_str())
+        .is_some_and(|p| Arc::ptr_eq(p, plugin))
+    {
+        plugins.remove(prepared.uid.as_str());
     }
 }
 

@@ -46,6 +46,9 @@ struct Fixture {
     debug_addr: SocketAddr,
     client: reqwest::Client,
     state: DaemonState,
+    /// Stops the remote-debugging listener.
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    debugging: tokio::task::JoinHandle<Result<(), DaemonError>>,
     dir: tempfile::TempDir,
 }
 
@@ -82,12 +85,17 @@ impl Fixture {
         tokio::spawn(serve_daemon(listener, state.clone(), std::future::pending()));
         let debug = bind_remote_debugging(&state).await.unwrap();
         let debug_addr = debug.local_addr().unwrap();
-        tokio::spawn(serve_remote_debugging(debug, state.clone(), std::future::pending()));
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let debugging = tokio::spawn(serve_remote_debugging(debug, state.clone(), async {
+            let _ = stopped.await;
+        }));
         Self {
             base,
             debug_addr,
             client: reqwest::Client::new(),
             state,
+            stop: Some(stop),
+            debugging,
             dir,
         }
     }
@@ -670,4 +678,54 @@ async fn debugging_keys_follow_the_setting() {
         .await
         .unwrap();
     assert_eq!(unauthorized.status(), 401);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn shutdown_and_restart_remove_remote_installations() {
+    let mut fx = Fixture::start(|remote| remote.heartbeat_timeout = Duration::from_secs(30)).await;
+    let key = fx.key().await;
+    let mut plugin = TcpStream::connect(fx.debug_addr).await.unwrap();
+    plugin.write_all(&registration(&key, "raw")).await.unwrap();
+    fx.wait_installations(1, Duration::from_secs(5)).await;
+
+    // A daemon started on the same database (a restart after a crash) removes installations it has no connection
+    // for.
+    let config = {
+        let mut config = fx.state.config().clone();
+        config.remote.listen = "127.0.0.1:0".parse().unwrap();
+        config
+    };
+    let blobs = BlobStore::from_config(&BlobConfig::Local {
+        root: fx.dir.path().join("storage"),
+    })
+    .unwrap();
+    let runtime = PluginRuntime::new(RuntimeConfig::new(fx.dir.path().join("work2")), Backwards::default());
+    let restarted = DaemonState::open_with_runtime(config, blobs, runtime).await.unwrap();
+    let listener = bind_remote_debugging(&restarted).await.unwrap();
+    let (stop_restarted, stopped) = tokio::sync::oneshot::channel::<()>();
+    let restarted_task = tokio::spawn(serve_remote_debugging(listener, restarted.clone(), async {
+        let _ = stopped.await;
+    }));
+    fx.wait_installations(0, Duration::from_secs(5)).await;
+    stop_restarted.send(()).unwrap();
+    restarted_task.await.unwrap().unwrap();
+    drop(plugin);
+
+    // Stopping the listener closes every debugging connection with a line and removes its installation.
+    let mut plugin = TcpStream::connect(fx.debug_addr).await.unwrap();
+    plugin.write_all(&registration(&key, "raw")).await.unwrap();
+    fx.wait_installations(1, Duration::from_secs(5)).await;
+    fx.stop.take().unwrap().send(()).unwrap();
+    let mut answer = String::new();
+    tokio::time::timeout(Duration::from_secs(5), plugin.read_to_string(&mut answer))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(answer, "the plugin daemon is shutting down\n");
+    (&mut fx.debugging).await.unwrap().unwrap();
+    assert!(fx.installations().await.is_empty());
+    assert!(
+        TcpStream::connect(fx.debug_addr).await.is_err(),
+        "the listener is closed"
+    );
 }
