@@ -54,12 +54,14 @@ struct Fixture {
 
 impl Fixture {
     async fn start(configure: impl FnOnce(&mut RemoteDebugConfig)) -> Self {
+        Self::start_on(None, configure).await
+    }
+
+    /// [`Fixture::start`] on the given plugin database (SQLite in the fixture's folder by default).
+    async fn start_on(db_url: Option<String>, configure: impl FnOnce(&mut RemoteDebugConfig)) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let mut config = DaemonConfig::new(
-            KEY,
-            format!("sqlite://{}?mode=rwc", dir.path().join("plugin.db").display()),
-            dir.path().join("storage"),
-        );
+        let db_url = db_url.unwrap_or_else(|| format!("sqlite://{}?mode=rwc", dir.path().join("plugin.db").display()));
+        let mut config = DaemonConfig::new(KEY, db_url, dir.path().join("storage"));
         config.verifier.force_verifying_signature = false;
         config.remote.listen = "127.0.0.1:0".parse().unwrap();
         config.remote.heartbeat_timeout = Duration::from_secs(3);
@@ -728,4 +730,67 @@ async fn shutdown_and_restart_remove_remote_installations() {
         TcpStream::connect(fx.debug_addr).await.is_err(),
         "the listener is closed"
     );
+}
+
+/// The `plugins` row of a remote installation records it as the original does, on PostgreSQL too (when
+/// `TOOLPLANE_TEST_POSTGRES_URL` is set).
+#[tokio::test(flavor = "multi_thread")]
+async fn remote_installations_on_each_database() {
+    async fn check(fx: Fixture) {
+        let key = fx.key().await;
+        let mut plugin = TcpStream::connect(fx.debug_addr).await.unwrap();
+        plugin.write_all(&registration(&key, "raw")).await.unwrap();
+        let list = fx.wait_installations(1, Duration::from_secs(5)).await;
+        let uid = list[0]["plugin_unique_identifier"].as_str().unwrap();
+        let manifest = fx
+            .get(&format!("/management/fetch/manifest?plugin_unique_identifier={uid}"))
+            .await;
+        assert_eq!(manifest["data"]["name"], "raw", "{manifest}");
+        assert_eq!(manifest["data"]["tool"]["identity"]["name"], "raw", "{manifest}");
+        let exists = fx
+            .get(&format!("/management/fetch/identifier?plugin_unique_identifier={uid}"))
+            .await;
+        assert_eq!(exists["data"], true, "{exists}");
+        plugin.shutdown().await.unwrap();
+        drop(plugin);
+        fx.wait_installations(0, Duration::from_secs(5)).await;
+        // Nothing of the debugging session is left: no plugin row, no declaration.
+        let exists = fx
+            .get(&format!("/management/fetch/identifier?plugin_unique_identifier={uid}"))
+            .await;
+        assert_eq!(exists["data"], false, "{exists}");
+        let manifest = fx
+            .get(&format!("/management/fetch/manifest?plugin_unique_identifier={uid}"))
+            .await;
+        assert_ne!(manifest["code"], 0, "{manifest}");
+    }
+    check(Fixture::start(|_| {}).await).await;
+
+    let Some(base) = std::env::var("TOOLPLANE_TEST_POSTGRES_URL")
+        .ok()
+        .filter(|v| !v.is_empty())
+    else {
+        eprintln!("skipping PostgreSQL: set TOOLPLANE_TEST_POSTGRES_URL to run this test on PostgreSQL too");
+        return;
+    };
+    use sqlx::{Connection, Executor};
+    let schema = format!("d_{}", uuid::Uuid::new_v4().simple());
+    let mut admin = sqlx::PgConnection::connect(&base).await.unwrap();
+    admin
+        .execute(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+        .await
+        .unwrap();
+    let sep = if base.contains('?') { '&' } else { '?' };
+    let url = format!("{base}{sep}options=-c%20search_path%3D{schema}");
+    let outcome = futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(async {
+        check(Fixture::start_on(Some(url), |_| {}).await).await;
+    }))
+    .await;
+    admin
+        .execute(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
+        .await
+        .unwrap();
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
 }
