@@ -296,11 +296,61 @@ async fn run_daemon(settings: Settings, config: ServerConfig) -> Result<()> {
     let runtime = plugin_runtime(&settings, &config, None);
     let state = toolplane_daemon::DaemonState::open_with_runtime(daemon_config, blobs, runtime).await?;
     println!("toolplane plugin daemon is listening on http://{local}");
+    let debugging = start_remote_debugging(&state).await;
     toolplane_daemon::serve_daemon(listener, state.clone(), shutdown_signal()).await?;
+    stop_remote_debugging(debugging).await;
     if let Some(runtime) = state.runtime() {
         runtime.shutdown().await;
     }
     Ok(())
+}
+
+/// A running remote-debugging listener: a stop signal and its task.
+type RemoteDebugging = Option<(
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<Result<(), toolplane_daemon::DaemonError>>,
+)>;
+
+/// Starts the remote-debugging listener (`PLUGIN_REMOTE_INSTALLING_HOST:PORT`) unless it is disabled. A port that
+/// cannot be bound turns remote debugging off with a warning instead of stopping the server: everything else works
+/// without it.
+async fn start_remote_debugging(state: &toolplane_daemon::DaemonState) -> RemoteDebugging {
+    if !state.config().remote.enabled {
+        return None;
+    }
+    let listener = match toolplane_daemon::bind_remote_debugging(state).await {
+        Ok(listener) => listener,
+        Err(e) => {
+            eprintln!("warning: remote plugin debugging is off: {e}");
+            tracing::warn!(error = %e, "remote plugin debugging is off");
+            return None;
+        }
+    };
+    match listener.local_addr() {
+        Ok(addr) => println!("  remote plugin debugging: {addr} (keys: POST /plugin/<tenant_id>/debugging/key)"),
+        Err(e) => tracing::warn!(error = %e, "remote debugging listener address unknown"),
+    }
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(toolplane_daemon::serve_remote_debugging(
+        listener,
+        state.clone(),
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    Some((stop, task))
+}
+
+/// Closes the debugging connections and waits for their installations to be removed.
+async fn stop_remote_debugging(debugging: RemoteDebugging) {
+    if let Some((stop, task)) = debugging {
+        let _ = stop.send(());
+        match task.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "remote plugin debugging failed"),
+            Err(e) => tracing::error!(error = %e, "remote plugin debugging task failed"),
+        }
+    }
 }
 
 async fn serve(settings: Settings, config: ServerConfig) -> Result<()> {
@@ -320,6 +370,10 @@ async fn serve(settings: Settings, config: ServerConfig) -> Result<()> {
         .with_context(|| format!("cannot listen on {bind} (TOOLPLANE_BIND)"))?;
     let local = listener.local_addr()?;
     println!("toolplane is listening on http://{local}");
+    let debugging = match state.daemon.as_ref() {
+        Some(daemon) => start_remote_debugging(daemon).await,
+        None => None,
+    };
     println!("  health:       http://{local}/health");
     println!("  console API:  {console_url}/console/api/workspaces/current/tool-providers");
     println!("  invoke:       http://{local}/v1/tools/invoke");
@@ -330,6 +384,7 @@ async fn serve(settings: Settings, config: ServerConfig) -> Result<()> {
     );
     tracing::info!(%local, "server started");
     toolplane_server::serve(listener, state.clone(), shutdown_signal()).await?;
+    stop_remote_debugging(debugging).await;
     if let Some(runtime) = state.daemon.as_ref().and_then(|d| d.runtime()) {
         runtime.shutdown().await;
     }

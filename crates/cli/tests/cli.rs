@@ -117,6 +117,7 @@ fn serve_prints_urls_and_the_admin_key_once() {
     let dir = tempfile::tempdir().unwrap();
     let mut child = toolplane(dir.path())
         .env("TOOLPLANE_BIND", "127.0.0.1:0")
+        .env("PLUGIN_REMOTE_INSTALLING_PORT", "0")
         .arg("serve")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -161,6 +162,7 @@ fn serve_prints_urls_and_the_admin_key_once() {
     // A second start reuses the data folder and does not print a new key.
     let mut again = toolplane(dir.path())
         .env("TOOLPLANE_BIND", "127.0.0.1:0")
+        .env("PLUGIN_REMOTE_INSTALLING_PORT", "0")
         .arg("serve")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -171,4 +173,67 @@ fn serve_prints_urls_and_the_admin_key_once() {
     assert!(first.starts_with("toolplane is listening on"), "{first}");
     again.kill().unwrap();
     again.wait().unwrap();
+}
+
+#[test]
+fn daemon_serves_remote_debugging() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = toolplane(dir.path())
+        .env("SERVER_KEY", "cli-debug-key")
+        .env("SERVER_HOST", "127.0.0.1")
+        .env("SERVER_PORT", "0")
+        .env("PLUGIN_REMOTE_INSTALLING_PORT", "0")
+        .arg("daemon")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let (mut http, mut debug) = (None, None);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while (http.is_none() || debug.is_none()) && Instant::now() < deadline {
+        let Some(Ok(line)) = lines.next() else { break };
+        if let Some(addr) = line.strip_prefix("toolplane plugin daemon is listening on http://") {
+            http = Some(addr.to_owned());
+        }
+        if let Some(rest) = line.trim().strip_prefix("remote plugin debugging: ") {
+            debug = rest.split_whitespace().next().map(str::to_owned);
+        }
+    }
+    let (http, debug) = (http.expect("daemon address"), debug.expect("remote debugging address"));
+    assert!(debug.starts_with("127.0.0.1:"), "loopback by default: {debug}");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let key: serde_json::Value = reqwest::Client::new()
+            .post(format!("http://{http}/plugin/tenant-1/debugging/key"))
+            .header("X-Api-Key", "cli-debug-key")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let key = key["data"]["key"].as_str().unwrap().to_owned();
+        let exchange = |handshake: String| {
+            let debug = debug.clone();
+            async move {
+                let mut stream = tokio::net::TcpStream::connect(&debug).await.unwrap();
+                stream.write_all(handshake.as_bytes()).await.unwrap();
+                let mut answer = String::new();
+                stream.read_to_string(&mut answer).await.unwrap();
+                answer
+            }
+        };
+        let wrong = exchange("{\"type\":\"handshake\",\"data\":{\"key\":\"nope\"}}\n".into()).await;
+        assert_eq!(wrong, "handshake failed, invalid key\n");
+        // The key from the HTTP route opens the handshake; an empty registration is then refused.
+        let right = exchange(format!(
+            "{{\"type\":\"handshake\",\"data\":{{\"key\":\"{key}\"}}}}\n{{\"type\":\"end\",\"data\":{{}}}}\n\n"
+        ))
+        .await;
+        assert!(right.starts_with("register failed, no manifest_declaration"), "{right}");
+    });
+    child.kill().unwrap();
+    child.wait().unwrap();
 }

@@ -248,7 +248,7 @@ impl ToolProvider for PluginToolProvider {
                 "the plugin rejected the credentials".into(),
             )),
             Err(SessionError::Plugin(e)) => Err(ToolError::CredentialValidation(e.message)),
-            Err(SessionError::Runtime(e)) => Err(ToolError::Invoke(e)),
+            Err(SessionError::Runtime(e) | SessionError::ConnectionClosed(e)) => Err(ToolError::Invoke(e)),
         }
     }
 }
@@ -335,7 +335,9 @@ impl Tool for PluginTool {
                     Ok(Some(Err(SessionError::Plugin(e)))) => {
                         Some((Err(ToolError::Invoke(format!("{}: {}", e.error_type, e.message))), None))
                     }
-                    Ok(Some(Err(SessionError::Runtime(e)))) => Some((Err(ToolError::Invoke(e)), None)),
+                    Ok(Some(Err(SessionError::Runtime(e) | SessionError::ConnectionClosed(e)))) => {
+                        Some((Err(ToolError::Invoke(e)), None))
+                    }
                 }
             }
         });

@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use toolplane_plugin::{DEFAULT_MAX_PACKAGE_SIZE, VerifierConfig};
 use toolplane_store::BlobConfig;
@@ -37,6 +38,39 @@ impl Default for StoragePaths {
     }
 }
 
+/// Remote debugging (`PLUGIN_REMOTE_INSTALLING_*`): the TCP listener plugins in `INSTALL_METHOD=remote` mode connect
+/// to, and its limits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteDebugConfig {
+    /// `PLUGIN_REMOTE_INSTALLING_ENABLED` (true): the listener and `POST /plugin/{tenant}/debugging/key`.
+    pub enabled: bool,
+    /// `PLUGIN_REMOTE_INSTALLING_HOST` / `_PORT` (127.0.0.1:5003). Loopback by default: a debugging plugin runs code
+    /// on the developer's machine and only needs a key to register tools in a workspace, so the port is exposed to
+    /// other machines only when asked (`0.0.0.0`, as Dify's docker compose file does).
+    pub listen: SocketAddr,
+    /// `PLUGIN_REMOTE_INSTALLING_MAX_CONN` (256): open debugging connections, all tenants together.
+    pub max_conn: usize,
+    /// `PLUGIN_REMOTE_INSTALLING_MAX_SINGLE_TENANT_CONN` (5): open debugging connections of one tenant.
+    pub max_single_tenant_conn: usize,
+    /// `PLUGIN_REMOTE_INSTALLING_HEARTBEAT_TIMEOUT` (60 s): a registered plugin silent for this long is disconnected.
+    pub heartbeat_timeout: Duration,
+    /// The handshake must arrive this soon after connecting (10 s, as the original).
+    pub handshake_timeout: Duration,
+}
+
+impl Default for RemoteDebugConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            listen: SocketAddr::from(([127, 0, 0, 1], 5003)),
+            max_conn: 256,
+            max_single_tenant_conn: 5,
+            heartbeat_timeout: Duration::from_secs(60),
+            handshake_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
 /// Everything the daemon reads from its environment.
 #[derive(Debug, Clone)]
 pub struct DaemonConfig {
@@ -65,6 +99,8 @@ pub struct DaemonConfig {
     /// `ENDPOINT_URL_TEMPLATE` (unset): when set (e.g. `https://dify.example.com/e/{hook_id}`), endpoint listings
     /// carry `url` rendered from it; otherwise Dify renders its own `ENDPOINT_URL_TEMPLATE`.
     pub endpoint_url_template: Option<String>,
+    /// Remote debugging.
+    pub remote: RemoteDebugConfig,
 }
 
 impl DaemonConfig {
@@ -116,6 +152,7 @@ impl DaemonConfig {
                 .filter(|v| !v.is_empty())
                 .unwrap_or(default)
         };
+        let remote = remote_debug_config(&get)?;
         let storage_root = get("PLUGIN_STORAGE_LOCAL_ROOT")
             .map(PathBuf::from)
             .map(|p| if p.is_absolute() { p } else { data_dir.join(p) })
@@ -150,6 +187,7 @@ impl DaemonConfig {
                 },
             },
             endpoint_url_template: get("ENDPOINT_URL_TEMPLATE"),
+            remote,
         })
     }
 
@@ -167,6 +205,7 @@ impl DaemonConfig {
             platform: "local".into(),
             endpoint_enabled: true,
             endpoint_url_template: None,
+            remote: RemoteDebugConfig::default(),
         }
     }
 
@@ -177,6 +216,68 @@ impl DaemonConfig {
             root: self.storage_root.clone(),
         }
     }
+}
+
+fn remote_debug_config(get: &impl Fn(&str) -> Option<String>) -> Result<RemoteDebugConfig, ConfigError> {
+    let mut remote = RemoteDebugConfig::default();
+    if let Some(v) = get("PLUGIN_REMOTE_INSTALLING_ENABLED") {
+        remote.enabled = match v.to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" | "on" => true,
+            "false" | "0" | "no" | "off" => false,
+            _ => {
+                return Err(ConfigError::Invalid {
+                    variable: "PLUGIN_REMOTE_INSTALLING_ENABLED",
+                    value: v,
+                    hint: "expected true or false",
+                });
+            }
+        };
+    }
+    let host = get("PLUGIN_REMOTE_INSTALLING_HOST").unwrap_or_else(|| "127.0.0.1".into());
+    let port = match get("PLUGIN_REMOTE_INSTALLING_PORT") {
+        None => 5003,
+        Some(v) => v.parse::<u16>().map_err(|_| ConfigError::Invalid {
+            variable: "PLUGIN_REMOTE_INSTALLING_PORT",
+            value: v,
+            hint: "expected a port number such as 5003",
+        })?,
+    };
+    remote.listen = format!("{host}:{port}")
+        .parse()
+        .or_else(|_| format!("[{host}]:{port}").parse())
+        .map_err(|_| ConfigError::Invalid {
+            variable: "PLUGIN_REMOTE_INSTALLING_HOST",
+            value: host.clone(),
+            hint: "expected an IP address such as 127.0.0.1 (this machine only) or 0.0.0.0 (every interface)",
+        })?;
+    let count = |variable: &'static str, slot: &mut usize| -> Result<(), ConfigError> {
+        if let Some(v) = get(variable) {
+            *slot = v.parse::<usize>().ok().filter(|n| *n > 0).ok_or(ConfigError::Invalid {
+                variable,
+                value: v,
+                hint: "expected a positive number of connections",
+            })?;
+        }
+        Ok(())
+    };
+    count("PLUGIN_REMOTE_INSTALLING_MAX_CONN", &mut remote.max_conn)?;
+    count(
+        "PLUGIN_REMOTE_INSTALLING_MAX_SINGLE_TENANT_CONN",
+        &mut remote.max_single_tenant_conn,
+    )?;
+    if let Some(v) = get("PLUGIN_REMOTE_INSTALLING_HEARTBEAT_TIMEOUT") {
+        remote.heartbeat_timeout = v
+            .parse::<u64>()
+            .ok()
+            .filter(|n| *n > 0)
+            .map(Duration::from_secs)
+            .ok_or(ConfigError::Invalid {
+                variable: "PLUGIN_REMOTE_INSTALLING_HEARTBEAT_TIMEOUT",
+                value: v,
+                hint: "expected a positive number of seconds",
+            })?;
+    }
+    Ok(remote)
 }
 
 /// `postgres://user:password@host:port/database?sslmode=...` from the original's `DB_*` variables.
@@ -231,6 +332,8 @@ mod tests {
         assert_eq!(c.max_plugin_package_size, 52_428_800);
         assert!(c.verifier.force_verifying_signature);
         assert_eq!(c.storage_root, PathBuf::from("/data/storage"));
+        assert_eq!(c.remote, RemoteDebugConfig::default());
+        assert_eq!(c.remote.listen.to_string(), "127.0.0.1:5003");
 
         let c = DaemonConfig::from_lookup(dir, |k| match k {
             "PLUGIN_DAEMON_KEY" => Some("alias".into()),
@@ -256,5 +359,28 @@ mod tests {
         })
         .unwrap_err();
         assert!(err.to_string().contains("MAX_PLUGIN_PACKAGE_SIZE"), "{err}");
+
+        let c = DaemonConfig::from_lookup(dir, |k| match k {
+            "SERVER_KEY" => Some("k".into()),
+            "PLUGIN_REMOTE_INSTALLING_ENABLED" => Some("false".into()),
+            "PLUGIN_REMOTE_INSTALLING_HOST" => Some("0.0.0.0".into()),
+            "PLUGIN_REMOTE_INSTALLING_PORT" => Some("6003".into()),
+            "PLUGIN_REMOTE_INSTALLING_MAX_CONN" => Some("10".into()),
+            "PLUGIN_REMOTE_INSTALLING_MAX_SINGLE_TENANT_CONN" => Some("2".into()),
+            "PLUGIN_REMOTE_INSTALLING_HEARTBEAT_TIMEOUT" => Some("5".into()),
+            _ => None,
+        })
+        .unwrap();
+        assert!(!c.remote.enabled);
+        assert_eq!(c.remote.listen.to_string(), "0.0.0.0:6003");
+        assert_eq!((c.remote.max_conn, c.remote.max_single_tenant_conn), (10, 2));
+        assert_eq!(c.remote.heartbeat_timeout, Duration::from_secs(5));
+        let err = DaemonConfig::from_lookup(dir, |k| match k {
+            "SERVER_KEY" => Some("k".into()),
+            "PLUGIN_REMOTE_INSTALLING_MAX_SINGLE_TENANT_CONN" => Some("0".into()),
+            _ => None,
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("MAX_SINGLE_TENANT_CONN"), "{err}");
     }
 }

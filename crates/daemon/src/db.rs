@@ -462,6 +462,21 @@ impl PluginDb {
     /// `plugin_installations` row and one row per category provider the declaration has. Fails with
     /// [`DaemonError::BadRequest`] when the tenant already has a version of the plugin.
     pub async fn install(&self, new: &NewInstallation<'_>) -> Result<InstallationRow, DaemonError> {
+        self.install_as(new, "local", None).await
+    }
+
+    /// [`PluginDb::install`] for a remote-debugging plugin: runtime type `remote`, and the `plugins` row keeps the
+    /// declaration in `remote_declaration`, as the original does.
+    pub async fn install_remote(&self, new: &NewInstallation<'_>) -> Result<InstallationRow, DaemonError> {
+        self.install_as(new, "remote", Some(new.declaration)).await
+    }
+
+    async fn install_as(
+        &self,
+        new: &NewInstallation<'_>,
+        runtime_type: &str,
+        remote_declaration: Option<&Value>,
+    ) -> Result<InstallationRow, DaemonError> {
         let now = now_ms();
         let mut tx = self.pool.begin().await?;
         let existing = sqlx::query(
@@ -478,18 +493,27 @@ impl PluginDb {
                 new.plugin_id
             )));
         }
-        add_reference(&mut tx, new.plugin_unique_identifier, new.plugin_id, new.source, now).await?;
+        let remote_declaration = remote_declaration.map(serde_json::to_string).transpose()?;
+        let reference = Reference {
+            unique_identifier: new.plugin_unique_identifier,
+            plugin_id: new.plugin_id,
+            source: new.source,
+            install_type: runtime_type,
+            remote_declaration: remote_declaration.as_deref(),
+        };
+        add_reference_as(&mut tx, &reference, now).await?;
         let id = new_id();
         sqlx::query(
             "INSERT INTO plugin_installations (id, created_at, updated_at, tenant_id, plugin_id, \
              plugin_unique_identifier, runtime_type, endpoints_setups, endpoints_active, source, meta) \
-             VALUES ($1, $2, $2, $3, $4, $5, 'local', 0, 0, $6, $7)",
+             VALUES ($1, $2, $2, $3, $4, $5, $6, 0, 0, $7, $8)",
         )
         .bind(&id)
         .bind(now)
         .bind(new.tenant_id)
         .bind(new.plugin_id)
         .bind(new.plugin_unique_identifier)
+        .bind(runtime_type)
         .bind(new.source)
         .bind(serde_json::to_string(new.meta)?)
         .execute(&mut *tx)
@@ -512,7 +536,7 @@ impl PluginDb {
             tenant_id: new.tenant_id.to_owned(),
             plugin_id: new.plugin_id.to_owned(),
             plugin_unique_identifier: new.plugin_unique_identifier.to_owned(),
-            runtime_type: "local".into(),
+            runtime_type: runtime_type.into(),
             endpoints_setups: 0,
             endpoints_active: 0,
             source: new.source.to_owned(),
@@ -570,6 +594,43 @@ impl PluginDb {
         tenant_id: &str,
         installation_id: &str,
     ) -> Result<(InstallationRow, Released), DaemonError> {
+        self.uninstall_as(tenant_id, installation_id, false).await
+    }
+
+    /// Removes a remote-debugging installation when its connection ends. Its endpoints stay, so a plugin that
+    /// reconnects keeps them (as the original), and the declaration of an identifier nothing refers to any more is
+    /// deleted (every code change of a debugged plugin makes a new identifier).
+    pub async fn uninstall_remote(
+        &self,
+        tenant_id: &str,
+        installation_id: &str,
+    ) -> Result<(InstallationRow, Released), DaemonError> {
+        let (row, released) = self.uninstall_as(tenant_id, installation_id, true).await?;
+        for uid in &released.unreferenced {
+            sqlx::query("DELETE FROM plugin_declarations WHERE plugin_unique_identifier = $1")
+                .bind(uid)
+                .execute(&self.pool)
+                .await?;
+        }
+        Ok((row, released))
+    }
+
+    /// Every remote-debugging installation (of every tenant).
+    pub async fn remote_installations(&self) -> Result<Vec<InstallationRow>, DaemonError> {
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {INSTALLATION_COLUMNS} FROM plugin_installations WHERE runtime_type = 'remote'"
+        )))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(installation_from_row).collect()
+    }
+
+    async fn uninstall_as(
+        &self,
+        tenant_id: &str,
+        installation_id: &str,
+        keep_endpoints: bool,
+    ) -> Result<(InstallationRow, Released), DaemonError> {
         let mut tx = self.pool.begin().await?;
         let row = sqlx::query(AssertSqlSafe(format!(
             "SELECT {INSTALLATION_COLUMNS} FROM plugin_installations WHERE tenant_id = $1 AND id = $2"
@@ -589,11 +650,13 @@ impl PluginDb {
             .execute(&mut *tx)
             .await?;
         delete_providers(&mut tx, tenant_id, &installation.plugin_id).await?;
-        sqlx::query("DELETE FROM endpoints WHERE tenant_id = $1 AND plugin_id = $2")
-            .bind(tenant_id)
-            .bind(&installation.plugin_id)
-            .execute(&mut *tx)
-            .await?;
+        if !keep_endpoints {
+            sqlx::query("DELETE FROM endpoints WHERE tenant_id = $1 AND plugin_id = $2")
+                .bind(tenant_id)
+                .bind(&installation.plugin_id)
+                .execute(&mut *tx)
+                .await?;
+        }
         let released = remove_reference(&mut tx, &installation.plugin_unique_identifier).await?;
         tx.commit().await?;
         self.installed.forget(tenant_id, &installation.plugin_id);
@@ -841,16 +904,41 @@ async fn add_reference(
     source: &str,
     now: i64,
 ) -> Result<(), DaemonError> {
+    let reference = Reference {
+        unique_identifier,
+        plugin_id,
+        source,
+        install_type: "local",
+        remote_declaration: None,
+    };
+    add_reference_as(tx, &reference, now).await
+}
+
+/// The `plugins` row a reference is added to.
+struct Reference<'a> {
+    unique_identifier: &'a str,
+    plugin_id: &'a str,
+    source: &'a str,
+    /// `local` or `remote`.
+    install_type: &'a str,
+    /// The declaration JSON of a remote plugin.
+    remote_declaration: Option<&'a str>,
+}
+
+async fn add_reference_as(tx: &mut Tx<'_>, reference: &Reference<'_>, now: i64) -> Result<(), DaemonError> {
+    let unique_identifier = reference.unique_identifier;
     sqlx::query(
         "INSERT INTO plugins (id, created_at, updated_at, plugin_unique_identifier, plugin_id, refers, install_type, \
-         manifest_type, source) VALUES ($1, $2, $2, $3, $4, 0, 'local', 'plugin', $5) \
+         manifest_type, remote_declaration, source) VALUES ($1, $2, $2, $3, $4, 0, $5, 'plugin', $6, $7) \
          ON CONFLICT (plugin_unique_identifier) DO NOTHING",
     )
     .bind(new_id())
     .bind(now)
     .bind(unique_identifier)
-    .bind(plugin_id)
-    .bind(source)
+    .bind(reference.plugin_id)
+    .bind(reference.install_type)
+    .bind(reference.remote_declaration)
+    .bind(reference.source)
     .execute(&mut **tx)
     .await?;
     sqlx::query("UPDATE plugins SET refers = refers + 1, updated_at = $1 WHERE plugin_unique_identifier = $2")

@@ -23,28 +23,6 @@ pub fn media_id(filename: &str, bytes: &[u8]) -> String {
 /// that names an `_assets` file rewritten to that file's media id. Also returns the `(media id, bytes)` of every
 /// asset, for the media bucket.
 pub fn build_declaration(package: &PluginPackage, verified: bool) -> (Value, Vec<(String, Vec<u8>)>) {
-    let assets: Vec<(String, String, Vec<u8>)> = package
-        .assets()
-        .map(|(name, bytes)| (name.to_owned(), media_id(name, bytes), bytes.to_vec()))
-        .collect();
-    let remap = |value: &mut Value| {
-        if let Value::String(file) = value
-            && let Some((_, id, _)) = assets.iter().find(|(name, _, _)| name == file)
-        {
-            *file = id.clone();
-        }
-    };
-
-    let mut root = match &package.manifest.raw {
-        Value::Object(map) => map.clone(),
-        _ => Map::new(),
-    };
-    root.insert("verified".into(), Value::Bool(verified));
-    root.insert(
-        "category".into(),
-        Value::String(package.manifest.category().as_str().into()),
-    );
-    root.entry("tags").or_insert_with(|| Value::Array(Vec::new()));
     let declarations = &package.declarations;
     let providers = [
         ("tool", declarations.tool.as_ref().map(|d| d.raw.clone())),
@@ -57,6 +35,44 @@ pub fn build_declaration(package: &PluginPackage, verified: bool) -> (Value, Vec
         ("datasource", declarations.datasource.as_ref().map(|d| d.raw.clone())),
         ("trigger", declarations.trigger.as_ref().map(|d| d.raw.clone())),
     ];
+    let assets: Vec<(&str, &[u8])> = package.assets().collect();
+    assemble_declaration(
+        &package.manifest.raw,
+        package.manifest.category().as_str(),
+        providers,
+        &assets,
+        verified,
+    )
+}
+
+/// [`build_declaration`] from parts: the manifest JSON, its category, the provider declarations by key, and the
+/// `_assets` files by name. A remote-debugging plugin sends exactly these parts instead of a package.
+pub(crate) fn assemble_declaration(
+    manifest: &Value,
+    category: &str,
+    providers: impl IntoIterator<Item = (&'static str, Option<Value>)>,
+    assets: &[(&str, &[u8])],
+    verified: bool,
+) -> (Value, Vec<(String, Vec<u8>)>) {
+    let assets: Vec<(&str, String, &[u8])> = assets
+        .iter()
+        .map(|(name, bytes)| (*name, media_id(name, bytes), *bytes))
+        .collect();
+    let remap = |value: &mut Value| {
+        if let Value::String(file) = value
+            && let Some((_, id, _)) = assets.iter().find(|(name, _, _)| *name == file.as_str())
+        {
+            *file = id.clone();
+        }
+    };
+
+    let mut root = match manifest {
+        Value::Object(map) => map.clone(),
+        _ => Map::new(),
+    };
+    root.insert("verified".into(), Value::Bool(verified));
+    root.insert("category".into(), Value::String(category.into()));
+    root.entry("tags").or_insert_with(|| Value::Array(Vec::new()));
     for (key, value) in providers {
         if let Some(value) = value {
             root.insert(key.into(), value);
@@ -87,7 +103,7 @@ pub fn build_declaration(package: &PluginPackage, verified: bool) -> (Value, Vec
             }
         }
     }
-    let media = assets.into_iter().map(|(_, id, bytes)| (id, bytes)).collect();
+    let media = assets.into_iter().map(|(_, id, bytes)| (id, bytes.to_vec())).collect();
     (Value::Object(root), media)
 }
 

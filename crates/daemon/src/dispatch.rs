@@ -317,6 +317,7 @@ fn session_error_frame(error: SessionError) -> Bytes {
             sse_error(-500, "PluginInvokeError", &plugin.to_string())
         }
         SessionError::Runtime(message) => sse_error(-500, "PluginDaemonInternalServerError", &message),
+        SessionError::ConnectionClosed(message) => sse_error(-500, "ConnectionClosedError", &message),
     }
 }
 

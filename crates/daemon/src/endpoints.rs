@@ -788,7 +788,9 @@ fn too_large() -> Response {
 fn plugin_failure(error: SessionError) -> String {
     match error {
         SessionError::Plugin(e) => format!("the endpoint plugin failed: {}: {}", e.error_type, e.message),
-        SessionError::Runtime(message) => format!("the endpoint plugin failed: {message}"),
+        SessionError::Runtime(message) | SessionError::ConnectionClosed(message) => {
+            format!("the endpoint plugin failed: {message}")
+        }
     }
 }
 

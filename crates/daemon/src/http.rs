@@ -116,6 +116,7 @@ pub fn router(state: DaemonState) -> Router {
         .route("/endpoint/disable", post(disable_endpoint))
         .route("/endpoint/list", get(list_endpoints))
         .route("/endpoint/list/plugin", get(list_plugin_endpoints))
+        .route("/debugging/key", post(debugging_key))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_api_key));
     let v2 = Router::new()
         .route("/dispatch/{*action}", post(crate::dispatch::dispatch_v2))
@@ -148,6 +149,11 @@ pub(crate) async fn not_found() -> Response {
         Json(json!({"code": "not_found", "message": "route not found"})),
     )
         .into_response()
+}
+
+/// `POST /plugin/{tenant_id}/debugging/key`: `{"key": "<uuid>"}`.
+async fn debugging_key(State(state): State<DaemonState>, Path(tenant_id): Path<String>) -> Response {
+    reply(state.debugging_key(&tenant_id).map(|key| json!({"key": key})))
 }
 
 async fn require_api_key(State(state): State<DaemonState>, request: Request, next: Next) -> Response {

@@ -15,6 +15,8 @@
 //! - [`router`] and [`serve_daemon`]: the HTTP API, including the dispatch routes (SSE, `X-Plugin-ID`), their
 //!   `/v2/invoke` variant (`X-Plugin-Unique-Identifier`), endpoint management and the `/e/{hook_id}/…` entry point;
 //! - [`PluginProviderSource`]: installed plugin tool providers for toolplane's catalog;
+//! - [`serve_remote_debugging`]: the remote-debugging TCP listener (`PLUGIN_REMOTE_INSTALLING_*`), which installs
+//!   plugins that connect with a key from `POST /plugin/{tenant}/debugging/key` for as long as they stay connected;
 //! - [`cli::PluginCommand`]: `toolplane plugin init|package|checksum|signature|inspect`.
 
 mod bundle;
@@ -22,6 +24,7 @@ mod catalog;
 pub mod cli;
 mod config;
 mod db;
+mod debugging;
 mod declaration;
 mod dispatch;
 mod endpoints;
@@ -33,11 +36,12 @@ use std::future::Future;
 
 pub use bundle::BundleError;
 pub use catalog::{PluginProviderSource, PluginTool, PluginToolProvider, split_provider_id};
-pub use config::{DEFAULT_MAX_BUNDLE_SIZE, DEFAULT_PLUGIN_DB_FILE, DaemonConfig, StoragePaths};
+pub use config::{DEFAULT_MAX_BUNDLE_SIZE, DEFAULT_PLUGIN_DB_FILE, DaemonConfig, RemoteDebugConfig, StoragePaths};
 pub use db::{
     DbBackend, InstallationRow, NewInstallation, PluginDb, ProviderCategory, ProviderRow, Released, TaskPlugin,
     TaskRow, TaskStatus,
 };
+pub use debugging::{DEBUGGING_KEY_TTL, MAX_REMOTE_ASSETS_BYTES, bind_remote_debugging, serve_remote_debugging};
 pub use declaration::{build_declaration, media_id};
 pub use dispatch::{dispatch_action, stream_session};
 pub use endpoints::{EndpointRow, HOOK_ID_LEN, MAX_ENDPOINT_BODY, new_hook_id, raw_http_request, validate_settings};

@@ -97,6 +97,7 @@ struct Inner {
     config: DaemonConfig,
     environment: Arc<dyn PluginEnvironment>,
     runtime: Option<PluginRuntime>,
+    remote: Arc<crate::debugging::RemoteState>,
     started: Instant,
     /// Per-tenant key pairs that encrypt endpoint settings.
     endpoint_keys: crate::endpoints::EndpointKeys,
@@ -133,6 +134,7 @@ impl DaemonState {
                 config,
                 environment,
                 runtime: None,
+                remote: Arc::default(),
                 started: Instant::now(),
                 endpoint_keys: crate::endpoints::EndpointKeys::default(),
             }),
@@ -183,6 +185,12 @@ impl DaemonState {
         uid: &str,
         request: &InvokeRequest,
     ) -> Result<Session, DaemonError> {
+        if let Some(plugin) = self.remote_plugin(uid) {
+            return plugin
+                .invoke(request)
+                .await
+                .map_err(|e| DaemonError::Internal(e.to_string()));
+        }
         if !runtime.is_loaded(uid) {
             let bytes = self.inner.blobs.get(&self.installed_key(uid)).await?;
             runtime
@@ -253,7 +261,12 @@ impl DaemonState {
         format!("{}/{uid}", self.inner.config.paths.installed)
     }
 
-    fn media_key(&self, id: &str) -> String {
+    /// Remote-debugging state: keys, connections, registered plugins.
+    pub(crate) fn remote(&self) -> &Arc<crate::debugging::RemoteState> {
+        &self.inner.remote
+    }
+
+    pub(crate) fn media_key(&self, id: &str) -> String {
         format!("{}/{id}", self.inner.config.paths.media)
     }
 

@@ -69,6 +69,7 @@ impl Fixture {
             Backwards {
                 storage: Some(Arc::new(FsStorage::new(dir.path().join("kv")))),
                 tools: None,
+                ..Backwards::default()
             },
         );
         let blobs = BlobStore::from_config(&BlobConfig::Local {

@@ -10,7 +10,10 @@
 //! - [`PluginRuntime`]: lazy start, readiness by first heartbeat, restart with backoff after crashes, idle stop;
 //! - [`Session`]: one request's answer stream, multiplexed by `session_id`; dropping it cancels the session (the
 //!   plugin is killed and restarted if it keeps working on cancelled sessions while it has nothing else to do);
-//! - [`protocol`]: the NDJSON codec;
+//! - [`protocol`]: the NDJSON codec, and [`FrameReader`]: its newline framing (split writes, blank lines, a bound
+//!   on line length);
+//! - the session multiplexer (`mux.rs`), shared by local processes (stdio) and [`RemotePlugin`]s (remote debugging
+//!   over TCP, registered by the daemon);
 //! - [`backwards`]: storage KV with quotas, tool calls into the host's catalog ([`backwards::ToolCatalog`]),
 //!   upload URLs ([`backwards::FileUploads`]), everything else forwarded to Dify's inner API ([`inner_api`]).
 
@@ -19,14 +22,19 @@ mod config;
 pub mod env;
 mod error;
 pub mod inner_api;
+mod frame;
+mod mux;
 mod process;
 pub mod protocol;
+mod remote;
 mod runtime;
 
 pub use backwards::{Backwards, BackwardsToolCall, FileUploads, FsStorage, PluginStorage, StorageError, ToolCatalog};
 pub use config::{DEFAULT_MAX_LINE_BYTES, RuntimeConfig};
 pub use error::{EnvError, RuntimeError};
 pub use inner_api::{DifyInnerApi, InnerApiError};
-pub use process::{Session, SessionError};
+pub use frame::{Frame, FrameReader};
+pub use mux::{PluginIdentity, Session, SessionError};
 pub use protocol::{InvokeRequest, PluginError};
+pub use remote::RemotePlugin;
 pub use runtime::{InstallReport, PluginRuntime, PluginStatus};

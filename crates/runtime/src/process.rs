@@ -12,98 +12,40 @@
 //! The parent-death signal fires when the spawning *thread* exits; plugins are spawned from async tasks, which run
 //! on the runtime's long-lived worker threads.
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::process::Stdio;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::task::Poll;
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::process::{ChildStdin, Command};
-use tokio::sync::{Notify, mpsc, watch};
+use tokio::io::AsyncReadExt;
+use tokio::process::Command;
+use tokio::sync::Notify;
 
-use crate::backwards::{self, Backwards, Caller};
+use crate::backwards::Backwards;
 use crate::config::RuntimeConfig;
 use crate::env::{PreparedPlugin, Tail, base_env};
 use crate::error::RuntimeError;
-use crate::protocol::{self, InvokeRequest, PluginError, PluginEvent, SessionMessage};
+use crate::frame::FrameReader;
+use crate::mux::{CloseKind, Life, Mux, PluginIdentity, Session};
+use crate::protocol::InvokeRequest;
 
 const STDERR_TAIL: usize = 2048;
 
-/// One item of a session, as the runtime delivers it.
-#[derive(Debug)]
-enum SessionItem {
-    Chunk(Value),
-    Plugin(PluginError),
-    Failed(String),
-}
-
-/// Why a session did not complete normally.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum SessionError {
-    /// The plugin reported an error (`{error_type, message, args}`).
-    #[error("{}: {}", .0.error_type, .0.message)]
-    Plugin(PluginError),
-    /// The runtime ended the session: the process crashed, a line was too long, the plugin was stopped.
-    #[error("{0}")]
-    Runtime(String),
-}
-
-struct SessionSlot {
-    tx: mpsc::UnboundedSender<SessionItem>,
-    caller: Arc<Caller>,
-    abandoned_at: Option<Instant>,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-enum Life {
-    Starting,
-    Ready,
-    Dead(String),
-}
-
+/// What the supervisor of one process shares with its readers.
 struct Shared {
-    unique_identifier: String,
-    sessions: Mutex<HashMap<String, SessionSlot>>,
-    life: watch::Sender<Life>,
+    mux: Arc<Mux>,
     stderr: Mutex<Tail>,
-    completed: AtomicU64,
     kill_reason: Mutex<Option<String>>,
     kill: Notify,
-    stdin: tokio::sync::Mutex<Option<ChildStdin>>,
-    backwards: Backwards,
-    max_line: usize,
 }
 
 impl Shared {
+    fn unique_identifier(&self) -> &str {
+        self.mux.unique_identifier()
+    }
+
     fn stderr_tail(&self) -> String {
         self.stderr.lock().map(|t| t.text()).unwrap_or_default()
-    }
-
-    fn fail_all(&self, reason: &str) {
-        let drained: Vec<SessionSlot> = match self.sessions.lock() {
-            Ok(mut s) => s.drain().map(|(_, v)| v).collect(),
-            Err(_) => Vec::new(),
-        };
-        for slot in drained {
-            let _ = slot.tx.send(SessionItem::Failed(reason.to_owned()));
-        }
-    }
-
-    async fn write(&self, line: &[u8]) -> Result<(), String> {
-        let mut stdin = self.stdin.lock().await;
-        let Some(pipe) = stdin.as_mut() else {
-            return Err("the plugin's stdin is closed".into());
-        };
-        let result = async {
-            pipe.write_all(line).await?;
-            pipe.flush().await
-        }
-        .await;
-        result.map_err(|e| format!("writing to the plugin failed: {e}"))
     }
 
     fn request_kill(&self, reason: &str) {
@@ -119,7 +61,6 @@ impl Shared {
 /// A running plugin process.
 pub(crate) struct PluginProcess {
     shared: Arc<Shared>,
-    prepared: Arc<PreparedPlugin>,
     pid: Option<u32>,
     started: Instant,
 }
@@ -127,7 +68,7 @@ pub(crate) struct PluginProcess {
 impl std::fmt::Debug for PluginProcess {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PluginProcess")
-            .field("plugin", &self.shared.unique_identifier)
+            .field("plugin", &self.shared.unique_identifier())
             .field("pid", &self.pid)
             .finish_non_exhaustive()
     }
@@ -211,21 +152,30 @@ impl PluginProcess {
         else {
             return Err(fail("the plugin's pipes could not be opened".into()));
         };
-        let (life, mut life_rx) = watch::channel(Life::Starting);
-        let shared = Arc::new(Shared {
+        let identity = PluginIdentity {
             unique_identifier: uid.clone(),
-            sessions: Mutex::new(HashMap::new()),
-            life,
+            plugin_id: prepared.plugin_id.clone(),
+            storage_quota: prepared.storage_quota,
+            tool_permission: prepared.tool_permission,
+            permissions: prepared.permissions.clone(),
+        };
+        let mux = Mux::new(identity, stdin, backwards, config.max_line_bytes, Life::Starting);
+        let mut life_rx = mux.subscribe();
+        let shared = Arc::new(Shared {
+            mux: Arc::clone(&mux),
             stderr: Mutex::new(Tail::new(STDERR_TAIL)),
-            completed: AtomicU64::new(0),
             kill_reason: Mutex::new(None),
             kill: Notify::new(),
-            stdin: tokio::sync::Mutex::new(Some(stdin)),
-            backwards,
-            max_line: config.max_line_bytes,
         });
         let stdout_done = Arc::new(Notify::new());
-        tokio::spawn(read_stdout(Arc::clone(&shared), stdout, Arc::clone(&stdout_done)));
+        {
+            let (mux, done) = (Arc::clone(&mux), Arc::clone(&stdout_done));
+            let mut frames = FrameReader::new(stdout, config.max_line_bytes);
+            tokio::spawn(async move {
+                mux.read_frames(&mut frames).await;
+                done.notify_one();
+            });
+        }
         tokio::spawn(read_stderr(Arc::clone(&shared), stderr));
         {
             let shared = Arc::clone(&shared);
@@ -239,16 +189,15 @@ impl PluginProcess {
                 };
                 // Let the reader deliver what the plugin wrote before it died.
                 let _ = tokio::time::timeout(Duration::from_millis(500), stdout_done.notified()).await;
-                shared.stdin.lock().await.take();
                 let status = status.map(|s| s.to_string()).unwrap_or_else(|e| e.to_string());
                 let killed = shared.kill_reason.lock().ok().and_then(|r| r.clone());
                 let reason = match killed {
-                    Some(why) => format!("plugin {} was stopped: {why}", shared.unique_identifier),
+                    Some(why) => format!("plugin {} was stopped: {why}", shared.unique_identifier()),
                     None => {
                         let tail = shared.stderr_tail();
                         format!(
                             "plugin {} exited unexpectedly ({status}){}",
-                            shared.unique_identifier,
+                            shared.unique_identifier(),
                             if tail.is_empty() {
                                 String::new()
                             } else {
@@ -257,14 +206,12 @@ impl PluginProcess {
                         )
                     }
                 };
-                tracing::info!(plugin = %shared.unique_identifier, %status, "plugin process ended");
-                shared.life.send_replace(Life::Dead(reason.clone()));
-                shared.fail_all(&reason);
+                tracing::info!(plugin = %shared.unique_identifier(), %status, "plugin process ended");
+                shared.mux.close(&reason, CloseKind::Runtime).await;
             });
         }
         let process = Arc::new(Self {
             shared: Arc::clone(&shared),
-            prepared,
             pid,
             started: Instant::now(),
         });
@@ -295,17 +242,17 @@ impl PluginProcess {
 
     /// Whether the process is running and ready.
     pub(crate) fn alive(&self) -> bool {
-        matches!(*self.shared.life.borrow(), Life::Ready)
+        self.shared.mux.is_ready()
     }
 
     /// Sessions not yet ended (cancelled ones included).
     pub(crate) fn open_sessions(&self) -> usize {
-        self.shared.sessions.lock().map(|s| s.len()).unwrap_or(0)
+        self.shared.mux.open_sessions()
     }
 
     /// Sessions that ended with `end`.
     pub(crate) fn completed(&self) -> u64 {
-        self.shared.completed.load(Ordering::Relaxed)
+        self.shared.mux.completed()
     }
 
     /// The process id.
@@ -321,135 +268,17 @@ impl PluginProcess {
     /// Kills the process; open sessions fail with `reason`.
     pub(crate) async fn kill(&self, reason: &str) {
         self.shared.request_kill(reason);
-        let mut life = self.shared.life.subscribe();
+        let mut life = self.shared.mux.subscribe();
         let _ = tokio::time::timeout(Duration::from_secs(5), life.wait_for(|l| matches!(l, Life::Dead(_)))).await;
     }
 
     /// Opens a session and sends the request.
     pub(crate) async fn open(&self, request: &InvokeRequest) -> Result<Session, RuntimeError> {
-        let session_id = uuid::Uuid::new_v4().to_string();
-        let (tx, rx) = mpsc::unbounded_channel();
-        let caller = Arc::new(Caller {
-            tenant_id: request.tenant_id.clone(),
-            user_id: request.user_id.clone(),
-            plugin_id: self.prepared.plugin_id.clone(),
-            storage_quota: self.prepared.storage_quota,
-            tool_permission: self.prepared.tool_permission,
-            permissions: self.prepared.permissions.clone(),
-            from_model: request.access_type == "model",
-        });
-        if let Life::Dead(reason) = &*self.shared.life.borrow() {
-            return Err(RuntimeError::NotRunning(
-                self.prepared.unique_identifier.clone(),
-                reason.clone(),
-            ));
-        }
-        if let Ok(mut sessions) = self.shared.sessions.lock() {
-            sessions.insert(
-                session_id.clone(),
-                SessionSlot {
-                    tx,
-                    caller,
-                    abandoned_at: None,
-                },
-            );
-        }
-        let line = protocol::request_line(&session_id, request);
-        if let Err(e) = self.shared.write(&line).await {
-            if let Ok(mut sessions) = self.shared.sessions.lock() {
-                sessions.remove(&session_id);
-            }
-            return Err(RuntimeError::NotRunning(self.prepared.unique_identifier.clone(), e));
-        }
-        Ok(Session {
-            id: session_id,
-            rx,
-            shared: Arc::clone(&self.shared),
-            done: false,
-        })
-    }
-}
-
-/// The answer stream of one request. Dropping it before the end cancels the session: the plugin gets
-/// [`RuntimeConfig::cancel_grace`] to finish, and is killed (then restarted on demand) if it is still busy with
-/// cancelled work and has nothing else to do.
-pub struct Session {
-    id: String,
-    rx: mpsc::UnboundedReceiver<SessionItem>,
-    shared: Arc<Shared>,
-    done: bool,
-}
-
-impl std::fmt::Debug for Session {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Session").field("id", &self.id).finish_non_exhaustive()
-    }
-}
-
-impl Session {
-    /// The session id sent to the plugin.
-    pub fn id(&self) -> &str {
-        &self.id
-    }
-
-    /// The next chunk; `None` after the end. An error is the last item.
-    pub async fn next(&mut self) -> Option<Result<Value, SessionError>> {
-        if self.done {
-            return None;
-        }
-        let item = self.rx.recv().await;
-        self.take(item)
-    }
-
-    /// What [`Session::next`] would return, if the plugin has already sent it: `Poll::Pending` when nothing has
-    /// arrived yet. Lets a caller pass on every chunk that is ready in one write.
-    pub fn try_next(&mut self) -> Poll<Option<Result<Value, SessionError>>> {
-        if self.done {
-            return Poll::Ready(None);
-        }
-        match self.rx.try_recv() {
-            Ok(item) => Poll::Ready(self.take(Some(item))),
-            Err(mpsc::error::TryRecvError::Empty) => Poll::Pending,
-            Err(mpsc::error::TryRecvError::Disconnected) => Poll::Ready(self.take(None)),
-        }
-    }
-
-    fn take(&mut self, item: Option<SessionItem>) -> Option<Result<Value, SessionError>> {
-        match item {
-            Some(SessionItem::Chunk(v)) => Some(Ok(v)),
-            Some(SessionItem::Plugin(e)) => {
-                // The plugin follows an error with `end`; nothing more will come.
-                self.done = true;
-                Some(Err(SessionError::Plugin(e)))
-            }
-            Some(SessionItem::Failed(reason)) => {
-                self.done = true;
-                Some(Err(SessionError::Runtime(reason)))
-            }
-            None => {
-                self.done = true;
-                None
-            }
-        }
-    }
-
-    /// Every chunk until the end, or the first error.
-    pub async fn collect(mut self) -> Result<Vec<Value>, SessionError> {
-        let mut out = Vec::new();
-        while let Some(item) = self.next().await {
-            out.push(item?);
-        }
-        Ok(out)
-    }
-}
-
-impl Drop for Session {
-    fn drop(&mut self) {
-        if let Ok(mut sessions) = self.shared.sessions.lock()
-            && let Some(slot) = sessions.get_mut(&self.id)
-        {
-            slot.abandoned_at.get_or_insert_with(Instant::now);
-        }
+        self.shared
+            .mux
+            .open(request)
+            .await
+            .map_err(|reason| RuntimeError::NotRunning(self.shared.unique_identifier().to_owned(), reason))
     }
 }
 
@@ -458,21 +287,11 @@ async fn cancel_watchdog(shared: std::sync::Weak<Shared>, grace: Duration) {
     loop {
         tokio::time::sleep(tick).await;
         let Some(shared) = shared.upgrade() else { return };
-        if matches!(*shared.life.borrow(), Life::Dead(_)) {
+        if shared.mux.is_dead() {
             return;
         }
-        let stale = match shared.sessions.lock() {
-            Ok(sessions) => {
-                let busy = sessions.values().any(|s| s.abandoned_at.is_none());
-                !busy
-                    && sessions
-                        .values()
-                        .any(|s| s.abandoned_at.is_some_and(|t| t.elapsed() >= grace))
-            }
-            Err(_) => false,
-        };
-        if stale {
-            tracing::warn!(plugin = %shared.unique_identifier, "killing a plugin that kept working on cancelled sessions");
+        if shared.mux.stuck_on_cancelled(grace) {
+            tracing::warn!(plugin = %shared.unique_identifier(), "killing a plugin that kept working on cancelled sessions");
             shared.request_kill("it kept working on a cancelled session");
             return;
         }
@@ -492,164 +311,7 @@ async fn read_stderr(shared: Arc<Shared>, mut stderr: tokio::process::ChildStder
             .lines()
             .filter(|l| !l.trim().is_empty())
         {
-            tracing::debug!(plugin = %shared.unique_identifier, "stderr: {line}");
-        }
-    }
-}
-
-async fn read_stdout(shared: Arc<Shared>, stdout: tokio::process::ChildStdout, done: Arc<Notify>) {
-    let mut reader = BufReader::with_capacity(64 * 1024, stdout);
-    let mut line: Vec<u8> = Vec::new();
-    // Set while discarding an over-long line: its first bytes, to find its session.
-    let mut overflow: Option<Vec<u8>> = None;
-    loop {
-        let buf = match reader.fill_buf().await {
-            Ok([]) | Err(_) => break,
-            Ok(buf) => buf,
-        };
-        let (chunk, consumed, complete) = match buf.iter().position(|b| *b == b'\n') {
-            Some(i) => (&buf[..i], i + 1, true),
-            None => (buf, buf.len(), false),
-        };
-        match &mut overflow {
-            Some(_) => {}
-            None if line.len() + chunk.len() > shared.max_line => {
-                let mut prefix = std::mem::take(&mut line);
-                prefix.extend_from_slice(&chunk[..chunk.len().min(512)]);
-                prefix.truncate(512);
-                overflow = Some(prefix);
-            }
-            None => line.extend_from_slice(chunk),
-        }
-        reader.consume(consumed);
-        if complete {
-            match overflow.take() {
-                Some(prefix) => too_long(&shared, &prefix),
-                None => handle_line(&shared, &line),
-            }
-            line.clear();
-        }
-    }
-    done.notify_one();
-}
-
-fn too_long(shared: &Arc<Shared>, prefix: &[u8]) {
-    let session = protocol::sniff_session_id(prefix);
-    tracing::warn!(plugin = %shared.unique_identifier, session = ?session, limit = shared.max_line, "plugin wrote an over-long line");
-    let Some(id) = session else { return };
-    let slot = shared.sessions.lock().ok().and_then(|mut s| s.remove(&id));
-    if let Some(slot) = slot {
-        let _ = slot.tx.send(SessionItem::Failed(format!(
-            "plugin {} sent a message longer than {} bytes (PLUGIN_RUNTIME_MAX_BUFFER_SIZE); the session was ended \
-             and the plugin kept running",
-            shared.unique_identifier, shared.max_line
-        )));
-    }
-}
-
-fn handle_line(shared: &Arc<Shared>, line: &[u8]) {
-    let line = line.trim_ascii();
-    if line.is_empty() {
-        return;
-    }
-    match protocol::parse_line(line) {
-        PluginEvent::Heartbeat => {
-            if *shared.life.borrow() == Life::Starting {
-                shared.life.send_replace(Life::Ready);
-            }
-        }
-        PluginEvent::Log { level, message } => match level.as_str() {
-            "ERROR" | "CRITICAL" => tracing::error!(plugin = %shared.unique_identifier, "{message}"),
-            "WARNING" | "WARN" => tracing::warn!(plugin = %shared.unique_identifier, "{message}"),
-            "DEBUG" => tracing::debug!(plugin = %shared.unique_identifier, "{message}"),
-            _ => tracing::info!(plugin = %shared.unique_identifier, "{message}"),
-        },
-        PluginEvent::Error(text) => tracing::warn!(plugin = %shared.unique_identifier, "plugin error: {text}"),
-        PluginEvent::Other => {}
-        PluginEvent::Session { session_id, message } => session_message(shared, session_id, message),
-    }
-}
-
-/// Resolves once `session_id` has ended or its caller has gone.
-async fn session_gone(shared: &Shared, session_id: &str) {
-    loop {
-        tokio::time::sleep(Duration::from_millis(250)).await;
-        let live = shared
-            .sessions
-            .lock()
-            .is_ok_and(|sessions| sessions.get(session_id).is_some_and(|slot| slot.abandoned_at.is_none()));
-        if !live {
-            return;
-        }
-    }
-}
-
-fn session_message(shared: &Arc<Shared>, session_id: String, message: SessionMessage) {
-    let Ok(mut sessions) = shared.sessions.lock() else {
-        return;
-    };
-    match message {
-        SessionMessage::End => {
-            if sessions.remove(&session_id).is_some() {
-                shared.completed.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-        SessionMessage::Stream(v) => {
-            if let Some(slot) = sessions.get(&session_id) {
-                let _ = slot.tx.send(SessionItem::Chunk(v));
-            }
-        }
-        SessionMessage::Error(e) => {
-            if let Some(slot) = sessions.get(&session_id) {
-                let _ = slot.tx.send(SessionItem::Plugin(e));
-            }
-        }
-        SessionMessage::Invoke {
-            kind,
-            backwards_request_id,
-            request,
-        } => {
-            let caller = sessions.get(&session_id).map(|s| Arc::clone(&s.caller));
-            drop(sessions);
-            let shared = Arc::clone(shared);
-            tokio::spawn(async move {
-                let (tx, mut rx) = mpsc::unbounded_channel::<backwards::Reply>();
-                let writer = {
-                    let shared = Arc::clone(&shared);
-                    let (session_id, id) = (session_id.clone(), backwards_request_id.clone());
-                    tokio::spawn(async move {
-                        while let Some((event, message, data)) = rx.recv().await {
-                            let line = protocol::backwards_line(&session_id, &id, event, &message, data);
-                            if shared.write(&line).await.is_err() {
-                                return;
-                            }
-                        }
-                        let end = protocol::backwards_line(&session_id, &id, "end", "", Value::Null);
-                        let _ = shared.write(&end).await;
-                    })
-                };
-                match caller {
-                    Some(caller) => {
-                        let mut send = |reply: backwards::Reply| {
-                            let _ = tx.send(reply);
-                        };
-                        // A call forwarded elsewhere (Dify, another tool) stops when its session ends or is
-                        // abandoned: dropping it closes the upstream request.
-                        let cancelled = tokio::select! {
-                            () = backwards::answer(&shared.backwards, &caller, &kind, request, &mut send) => false,
-                            () = session_gone(&shared, &session_id) => true,
-                        };
-                        if cancelled {
-                            let _ = tx.send(("error", "the session was cancelled".into(), Value::Null));
-                        }
-                    }
-                    None => {
-                        let _ = tx.send(("error", "the session is over".into(), Value::Null));
-                    }
-                }
-                drop(tx);
-                let _ = writer.await;
-            });
+            tracing::debug!(plugin = %shared.unique_identifier(), "stderr: {line}");
         }
     }
 }

@@ -11,7 +11,8 @@ use crate::backwards::Backwards;
 use crate::config::RuntimeConfig;
 use crate::env::{Environments, PreparedPlugin};
 use crate::error::RuntimeError;
-use crate::process::{PluginProcess, Session};
+use crate::mux::Session;
+use crate::process::PluginProcess;
 use crate::protocol::InvokeRequest;
 
 /// The outcome of [`PluginRuntime::install`].
@@ -110,6 +111,11 @@ impl PluginRuntime {
     /// The configuration.
     pub fn config(&self) -> &RuntimeConfig {
         &self.inner.config
+    }
+
+    /// Where backwards calls go (remote-debugging plugins answer through the same).
+    pub fn backwards(&self) -> &Backwards {
+        &self.inner.backwards
     }
 
     /// The environment builder (e.g. to find `uv`).

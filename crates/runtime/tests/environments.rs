@@ -48,6 +48,7 @@ fn runtime(config: RuntimeConfig, storage: &Path) -> PluginRuntime {
         Backwards {
             storage: Some(Arc::new(FsStorage::new(storage))),
             tools: None,
+            ..Backwards::default()
         },
     )
 }

@@ -1,0 +1,485 @@
+//! The session multiplexer: one connection to a plugin (stdio pipes of a local process, or the TCP connection of a
+//! remote-debugging plugin) carrying many sessions, told apart by `session_id`.
+//!
+//! The multiplexer writes request lines, reads the plugin's frames ([`FrameReader`]), routes session messages to
+//! their [`Session`], answers backwards calls (storage, tools) on the same connection, tracks heartbeats, and fails
+//! every open session at once when the connection ends. What ends a connection is the transport's business
+//! (`process.rs` waits for the child to exit, `remote.rs` for the socket to close or heartbeats to stop).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::Poll;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::sync::{mpsc, watch};
+
+use crate::backwards::{self, Backwards, Caller};
+use crate::frame::{Frame, FrameReader};
+use crate::protocol::{self, InvokeRequest, PluginError, PluginEvent, SessionMessage};
+
+/// Who the plugin on a connection is, and what it may call back for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PluginIdentity {
+    /// `author/name:version@checksum`.
+    pub unique_identifier: String,
+    /// `author/name`: the storage namespace.
+    pub plugin_id: String,
+    /// `resource.permission.storage.size` when storage is enabled.
+    pub storage_quota: Option<u64>,
+    /// `resource.permission.tool.enabled`.
+    pub tool_permission: bool,
+    /// The whole `resource.permission` block: what forwarded backwards calls (llm, app, node, …) may ask for.
+    pub permissions: toolplane_plugin::Permissions,
+}
+
+/// One item of a session, as the multiplexer delivers it.
+#[derive(Debug)]
+enum SessionItem {
+    Chunk(Value),
+    Plugin(PluginError),
+    Failed(String),
+    Closed(String),
+}
+
+/// Why a session did not complete normally.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SessionError {
+    /// The plugin reported an error (`{error_type, message, args}`).
+    #[error("{}: {}", .0.error_type, .0.message)]
+    Plugin(PluginError),
+    /// The runtime ended the session: the process crashed, a line was too long, the plugin was stopped.
+    #[error("{0}")]
+    Runtime(String),
+    /// The connection of a remote-debugging plugin closed (the original's `ConnectionClosedError`).
+    #[error("{0}")]
+    ConnectionClosed(String),
+}
+
+/// How the sessions of a closed connection fail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CloseKind {
+    /// [`SessionError::Runtime`].
+    Runtime,
+    /// [`SessionError::ConnectionClosed`].
+    Connection,
+}
+
+struct SessionSlot {
+    tx: mpsc::UnboundedSender<SessionItem>,
+    caller: Arc<Caller>,
+    abandoned_at: Option<Instant>,
+}
+
+/// The state of a connection.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Life {
+    /// Waiting for the first heartbeat.
+    Starting,
+    /// Serving.
+    Ready,
+    /// Closed, with the reason open sessions failed with.
+    Dead(String),
+}
+
+type Writer = Box<dyn AsyncWrite + Send + Unpin>;
+
+/// One connection to a plugin.
+pub(crate) struct Mux {
+    identity: PluginIdentity,
+    sessions: Mutex<HashMap<String, SessionSlot>>,
+    life: watch::Sender<Life>,
+    completed: AtomicU64,
+    writer: tokio::sync::Mutex<Option<Writer>>,
+    backwards: Backwards,
+    max_line: usize,
+    last_heartbeat: Mutex<Instant>,
+}
+
+impl std::fmt::Debug for Mux {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Mux")
+            .field("plugin", &self.identity.unique_identifier)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Mux {
+    /// A connection writing to `writer`, starting in `life` (`Starting` for a process that has to send its first
+    /// heartbeat, `Ready` for a registered remote plugin).
+    pub(crate) fn new(
+        identity: PluginIdentity,
+        writer: impl AsyncWrite + Send + Unpin + 'static,
+        backwards: Backwards,
+        max_line: usize,
+        life: Life,
+    ) -> Arc<Self> {
+        let (life, _) = watch::channel(life);
+        Arc::new(Self {
+            identity,
+            sessions: Mutex::new(HashMap::new()),
+            life,
+            completed: AtomicU64::new(0),
+            writer: tokio::sync::Mutex::new(Some(Box::new(writer))),
+            backwards,
+            max_line,
+            last_heartbeat: Mutex::new(Instant::now()),
+        })
+    }
+
+    pub(crate) fn unique_identifier(&self) -> &str {
+        &self.identity.unique_identifier
+    }
+
+    pub(crate) fn subscribe(&self) -> watch::Receiver<Life> {
+        self.life.subscribe()
+    }
+
+    pub(crate) fn is_ready(&self) -> bool {
+        matches!(*self.life.borrow(), Life::Ready)
+    }
+
+    pub(crate) fn is_dead(&self) -> bool {
+        matches!(*self.life.borrow(), Life::Dead(_))
+    }
+
+    /// Sessions not yet ended (cancelled ones included).
+    pub(crate) fn open_sessions(&self) -> usize {
+        self.sessions.lock().map(|s| s.len()).unwrap_or(0)
+    }
+
+    /// Sessions that ended with `end`.
+    pub(crate) fn completed(&self) -> u64 {
+        self.completed.load(Ordering::Relaxed)
+    }
+
+    /// Time since the last heartbeat (or since the connection was made).
+    pub(crate) fn since_heartbeat(&self) -> Duration {
+        self.last_heartbeat.lock().map(|t| t.elapsed()).unwrap_or_default()
+    }
+
+    /// Whether the plugin only has cancelled sessions left, one of them cancelled at least `grace` ago.
+    pub(crate) fn stuck_on_cancelled(&self, grace: Duration) -> bool {
+        match self.sessions.lock() {
+            Ok(sessions) => {
+                let busy = sessions.values().any(|s| s.abandoned_at.is_none());
+                !busy
+                    && sessions
+                        .values()
+                        .any(|s| s.abandoned_at.is_some_and(|t| t.elapsed() >= grace))
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Writes one line (with its `\n`).
+    pub(crate) async fn write(&self, line: &[u8]) -> Result<(), String> {
+        let mut writer = self.writer.lock().await;
+        let Some(pipe) = writer.as_mut() else {
+            return Err("the connection to the plugin is closed".into());
+        };
+        let result = async {
+            pipe.write_all(line).await?;
+            pipe.flush().await
+        }
+        .await;
+        result.map_err(|e| format!("writing to the plugin failed: {e}"))
+    }
+
+    /// Ends the connection: no more writes, every open session fails with `reason` at once.
+    pub(crate) async fn close(&self, reason: &str, kind: CloseKind) {
+        if let Some(mut writer) = self.writer.lock().await.take() {
+            // A TCP peer sees the end of the stream at once instead of when the socket is dropped.
+            let _ = tokio::time::timeout(Duration::from_millis(200), writer.shutdown()).await;
+        }
+        self.life.send_if_modified(|life| {
+            if matches!(life, Life::Dead(_)) {
+                false
+            } else {
+                *life = Life::Dead(reason.to_owned());
+                true
+            }
+        });
+        let drained: Vec<SessionSlot> = match self.sessions.lock() {
+            Ok(mut s) => s.drain().map(|(_, v)| v).collect(),
+            Err(_) => Vec::new(),
+        };
+        for slot in drained {
+            let item = match kind {
+                CloseKind::Runtime => SessionItem::Failed(reason.to_owned()),
+                CloseKind::Connection => SessionItem::Closed(reason.to_owned()),
+            };
+            let _ = slot.tx.send(item);
+        }
+    }
+
+    /// Opens a session and sends the request; the error is why the connection cannot take it.
+    pub(crate) async fn open(self: &Arc<Self>, request: &InvokeRequest) -> Result<Session, String> {
+        let session_id = uuid::Uuid::new_v4().to_string();
+        let (tx, rx) = mpsc::unbounded_channel();
+        let caller = Arc::new(Caller {
+            tenant_id: request.tenant_id.clone(),
+            user_id: request.user_id.clone(),
+            plugin_id: self.identity.plugin_id.clone(),
+            storage_quota: self.identity.storage_quota,
+            tool_permission: self.identity.tool_permission,
+            permissions: self.identity.permissions.clone(),
+            from_model: request.access_type == "model",
+        });
+        if let Life::Dead(reason) = &*self.life.borrow() {
+            return Err(reason.clone());
+        }
+        if let Ok(mut sessions) = self.sessions.lock() {
+            sessions.insert(
+                session_id.clone(),
+                SessionSlot {
+                    tx,
+                    caller,
+                    abandoned_at: None,
+                },
+            );
+        }
+        let line = protocol::request_line(&session_id, request);
+        if let Err(e) = self.write(&line).await {
+            if let Ok(mut sessions) = self.sessions.lock() {
+                sessions.remove(&session_id);
+            }
+            return Err(e);
+        }
+        Ok(Session {
+            id: session_id,
+            rx,
+            mux: Arc::clone(self),
+            done: false,
+        })
+    }
+
+    /// Reads frames until the stream ends or fails; the caller decides what that means for the connection.
+    pub(crate) async fn read_frames<R: AsyncRead + Unpin>(self: &Arc<Self>, frames: &mut FrameReader<R>) {
+        loop {
+            match frames.next().await {
+                Ok(Some(Frame::Line(line))) => self.handle_line(line),
+                Ok(Some(Frame::TooLong(prefix))) => self.too_long(prefix),
+                Ok(None) => return,
+                Err(e) => {
+                    tracing::debug!(plugin = %self.identity.unique_identifier, error = %e, "reading from the plugin failed");
+                    return;
+                }
+            }
+        }
+    }
+
+    fn too_long(&self, prefix: &[u8]) {
+        let session = protocol::sniff_session_id(prefix);
+        tracing::warn!(plugin = %self.identity.unique_identifier, session = ?session, limit = self.max_line, "plugin wrote an over-long line");
+        let Some(id) = session else { return };
+        let slot = self.sessions.lock().ok().and_then(|mut s| s.remove(&id));
+        if let Some(slot) = slot {
+            let _ = slot.tx.send(SessionItem::Failed(format!(
+                "plugin {} sent a message longer than {} bytes (PLUGIN_RUNTIME_MAX_BUFFER_SIZE); the session was ended \
+                 and the plugin kept running",
+                self.identity.unique_identifier, self.max_line
+            )));
+        }
+    }
+
+    fn handle_line(self: &Arc<Self>, line: &[u8]) {
+        let line = line.trim_ascii();
+        if line.is_empty() {
+            return;
+        }
+        let plugin = &self.identity.unique_identifier;
+        match protocol::parse_line(line) {
+            PluginEvent::Heartbeat => {
+                if let Ok(mut t) = self.last_heartbeat.lock() {
+                    *t = Instant::now();
+                }
+                if *self.life.borrow() == Life::Starting {
+                    self.life.send_replace(Life::Ready);
+                }
+            }
+            PluginEvent::Log { level, message } => match level.as_str() {
+                "ERROR" | "CRITICAL" => tracing::error!(plugin = %plugin, "{message}"),
+                "WARNING" | "WARN" => tracing::warn!(plugin = %plugin, "{message}"),
+                "DEBUG" => tracing::debug!(plugin = %plugin, "{message}"),
+                _ => tracing::info!(plugin = %plugin, "{message}"),
+            },
+            PluginEvent::Error(text) => tracing::warn!(plugin = %plugin, "plugin error: {text}"),
+            PluginEvent::Other => {}
+            PluginEvent::Session { session_id, message } => self.session_message(session_id, message),
+        }
+    }
+
+    /// Resolves once `session_id` has ended or its caller has gone.
+    async fn session_gone(&self, session_id: &str) {
+        loop {
+            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+            let live = self
+                .sessions
+                .lock()
+                .is_ok_and(|sessions| sessions.get(session_id).is_some_and(|slot| slot.abandoned_at.is_none()));
+            if !live {
+                return;
+            }
+        }
+    }
+
+    fn session_message(self: &Arc<Self>, session_id: String, message: SessionMessage) {
+        let Ok(mut sessions) = self.sessions.lock() else {
+            return;
+        };
+        match message {
+            SessionMessage::End => {
+                if sessions.remove(&session_id).is_some() {
+                    self.completed.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            SessionMessage::Stream(v) => {
+                if let Some(slot) = sessions.get(&session_id) {
+                    let _ = slot.tx.send(SessionItem::Chunk(v));
+                }
+            }
+            SessionMessage::Error(e) => {
+                if let Some(slot) = sessions.get(&session_id) {
+                    let _ = slot.tx.send(SessionItem::Plugin(e));
+                }
+            }
+            SessionMessage::Invoke {
+                kind,
+                backwards_request_id,
+                request,
+            } => {
+                let caller = sessions.get(&session_id).map(|s| Arc::clone(&s.caller));
+                drop(sessions);
+                let mux = Arc::clone(self);
+                tokio::spawn(async move {
+                    let (tx, mut rx) = mpsc::unbounded_channel::<backwards::Reply>();
+                    let writer = {
+                        let mux = Arc::clone(&mux);
+                        let (session_id, id) = (session_id.clone(), backwards_request_id.clone());
+                        tokio::spawn(async move {
+                            while let Some((event, message, data)) = rx.recv().await {
+                                let line = protocol::backwards_line(&session_id, &id, event, &message, data);
+                                if mux.write(&line).await.is_err() {
+                                    return;
+                                }
+                            }
+                            let end = protocol::backwards_line(&session_id, &id, "end", "", Value::Null);
+                            let _ = mux.write(&end).await;
+                        })
+                    };
+                    match caller {
+                        Some(caller) => {
+                            let mut send = |reply: backwards::Reply| {
+                                let _ = tx.send(reply);
+                            };
+                            // A call forwarded elsewhere (Dify, another tool) stops when its session ends or is
+                            // abandoned: dropping it closes the upstream request.
+                            let cancelled = tokio::select! {
+                                () = backwards::answer(&mux.backwards, &caller, &kind, request, &mut send) => false,
+                                () = mux.session_gone(&session_id) => true,
+                            };
+                            if cancelled {
+                                let _ = tx.send(("error", "the session was cancelled".into(), Value::Null));
+                            }
+                        }
+                        None => {
+                            let _ = tx.send(("error", "the session is over".into(), Value::Null));
+                        }
+                    }
+                    drop(tx);
+                    let _ = writer.await;
+                });
+            }
+        }
+    }
+}
+
+/// The answer stream of one request. Dropping it before the end cancels the session: a local plugin gets
+/// [`crate::RuntimeConfig::cancel_grace`] to finish, and is killed (then restarted on demand) if it is still busy
+/// with cancelled work and has nothing else to do.
+pub struct Session {
+    id: String,
+    rx: mpsc::UnboundedReceiver<SessionItem>,
+    mux: Arc<Mux>,
+    done: bool,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session").field("id", &self.id).finish_non_exhaustive()
+    }
+}
+
+impl Session {
+    /// The session id sent to the plugin.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The next chunk; `None` after the end. An error is the last item.
+    pub async fn next(&mut self) -> Option<Result<Value, SessionError>> {
+        if self.done {
+            return None;
+        }
+        let item = self.rx.recv().await;
+        self.take(item)
+    }
+
+    /// What [`Session::next`] would return, if the plugin has already sent it: `Poll::Pending` when nothing has
+    /// arrived yet. Lets a caller pass on every chunk that is ready in one write.
+    pub fn try_next(&mut self) -> Poll<Option<Result<Value, SessionError>>> {
+        if self.done {
+            return Poll::Ready(None);
+        }
+        match self.rx.try_recv() {
+            Ok(item) => Poll::Ready(self.take(Some(item))),
+            Err(mpsc::error::TryRecvError::Empty) => Poll::Pending,
+            Err(mpsc::error::TryRecvError::Disconnected) => Poll::Ready(self.take(None)),
+        }
+    }
+
+    fn take(&mut self, item: Option<SessionItem>) -> Option<Result<Value, SessionError>> {
+        match item {
+            Some(SessionItem::Chunk(v)) => Some(Ok(v)),
+            Some(SessionItem::Plugin(e)) => {
+                // The plugin follows an error with `end`; nothing more will come.
+                self.done = true;
+                Some(Err(SessionError::Plugin(e)))
+            }
+            Some(SessionItem::Failed(reason)) => {
+                self.done = true;
+                Some(Err(SessionError::Runtime(reason)))
+            }
+            Some(SessionItem::Closed(reason)) => {
+                self.done = true;
+                Some(Err(SessionError::ConnectionClosed(reason)))
+            }
+            None => {
+                self.done = true;
+                None
+            }
+        }
+    }
+
+    /// Every chunk until the end, or the first error.
+    pub async fn collect(mut self) -> Result<Vec<Value>, SessionError> {
+        let mut out = Vec::new();
+        while let Some(item) = self.next().await {
+            out.push(item?);
+        }
+        Ok(out)
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        if let Ok(mut sessions) = self.mux.sessions.lock()
+            && let Some(slot) = sessions.get_mut(&self.id)
+        {
+            slot.abandoned_at.get_or_insert_with(Instant::now);
+        }
+    }
+}
