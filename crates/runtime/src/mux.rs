@@ -190,10 +190,6 @@ impl Mux {
 
     /// Ends the connection: no more writes, every open session fails with `reason` at once.
     pub(crate) async fn close(&self, reason: &str, kind: CloseKind) {
-        if let Some(mut writer) = self.writer.lock().await.take() {
-            // A TCP peer sees the end of the stream at once instead of when the socket is dropped.
-            let _ = tokio::time::timeout(Duration::from_millis(200), writer.shutdown()).await;
-        }
         self.life.send_if_modified(|life| {
             if matches!(life, Life::Dead(_)) {
                 false
@@ -212,6 +208,14 @@ impl Mux {
                 CloseKind::Connection => SessionItem::Closed(reason.to_owned()),
             };
             let _ = slot.tx.send(item);
+        }
+        // Sessions fail first: a write blocked on a peer that stopped reading must not delay them. A session opened
+        // meanwhile fails at its write once the writer is gone.
+        if let Ok(mut guard) = tokio::time::timeout(Duration::from_secs(1), self.writer.lock()).await
+            && let Some(mut writer) = guard.take()
+        {
+            // A TCP peer sees the end of the stream at once instead of when the socket is dropped.
+            let _ = tokio::time::timeout(Duration::from_millis(200), writer.shutdown()).await;
         }
     }
 
@@ -240,6 +244,14 @@ impl Mux {
                     abandoned_at: None,
                 },
             );
+        }
+        // `close` marks the connection dead before it fails the sessions it finds: a session inserted after that
+        // sees the mark here, so none is left waiting on a closed connection.
+        if let Life::Dead(reason) = &*self.life.borrow() {
+            if let Ok(mut sessions) = self.sessions.lock() {
+                sessions.remove(&session_id);
+            }
+            return Err(reason.clone());
         }
         let line = protocol::request_line(&session_id, request);
         if let Err(e) = self.write(&line).await {
