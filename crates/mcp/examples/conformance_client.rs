@@ -446,7 +446,38 @@ impl Auth {
             (Some(id), _) => Some(ClientInformation::pre_registered(id.clone(), secret.clone())),
             _ => None,
         };
+        // Workload identity: exchange the platform's JWT (no retry, no other grant on refusal).
+        if let Some(assertion) = self.context.get("valid_jwt").and_then(Value::as_str)
+            && server.supports_grant(oauth::JWT_BEARER_GRANT)
+        {
+            let client = ClientInformation::pre_registered(context_id.clone().unwrap_or_default(), None);
+            let tokens = oauth::jwt_bearer(&self.http, &discovery, &client, assertion).await?;
+            self.finish(discovery, client, tokens);
+            return Ok(());
+        }
+        // Enterprise-managed: the user's ID token becomes an ID-JAG at the IdP, which the server's AS accepts.
+        if let (Some(id_token), Some(idp_endpoint)) = (
+            self.context.get("idp_id_token").and_then(Value::as_str),
+            self.context.get("idp_token_endpoint").and_then(Value::as_str),
+        ) && server.supports_grant(oauth::JWT_BEARER_GRANT)
+        {
+            let idp_client = self.context.get("idp_client_id").and_then(Value::as_str);
+            let jag =
+                oauth::exchange_id_token_for_id_jag(&self.http, idp_endpoint, idp_client, id_token, &discovery).await?;
+            let client = pre_registered.ok_or("enterprise-managed authorization needs a client id and secret")?;
+            let tokens = oauth::jwt_bearer(&self.http, &discovery, &client, &jag).await?;
+            self.finish(discovery, client, tokens);
+            return Ok(());
+        }
         // Machine-to-machine: the server only grants client credentials.
+        let private_key = self.context.get("private_key_pem").and_then(Value::as_str);
+        if let (Some(id), Some(key)) = (&context_id, private_key)
+            && server.supports_grant("client_credentials")
+        {
+            let tokens = oauth::client_credentials_with_key(&self.http, &discovery, id, key).await?;
+            self.finish(discovery, ClientInformation::pre_registered(id.clone(), None), tokens);
+            return Ok(());
+        }
         if server.supports_grant("client_credentials") && !server.supports_grant("authorization_code") {
             let client = pre_registered.ok_or("the client-credentials grant needs a client id and secret")?;
             let tokens = oauth::client_credentials(&self.http, &discovery, &client).await?;

@@ -110,6 +110,18 @@ impl McpProviderConfig {
 pub trait McpConnector: Send + Sync {
     /// Connects (and handshakes) to the server of `config`.
     async fn connect(&self, config: &McpProviderConfig) -> Result<McpClient, McpError>;
+
+    /// Gives a connection back after a call. The default ends it (`DELETE` of the session, stopping a child
+    /// process); a pooling connector keeps it for the next call.
+    async fn release(&self, _config: &McpProviderConfig, client: McpClient) {
+        client.close().await;
+    }
+
+    /// The connection broke during a call: a pooling connector forgets it and says `true`, so the call is made
+    /// once more on a fresh connection; the default says `false`.
+    async fn discard(&self, _config: &McpProviderConfig, _client: &McpClient) -> bool {
+        false
+    }
 }
 
 /// The default connector: HTTP through a [`SafeClient`]; stdio only when allowed.
@@ -384,11 +396,28 @@ impl Tool for McpTool {
         };
         let options = CallOptions {
             timeout: Some(self.config.sse_read_timeout),
-            cancel,
+            cancel: cancel.clone(),
         };
-        let result = client.call_tool(&self.entity.identity.name, arguments, options).await;
-        // Ending the session is not the caller's concern; do it in the background.
-        tokio::spawn(async move { client.close().await });
+        let name = &self.entity.identity.name;
+        let mut client = client;
+        let mut result = client.call_tool(name, arguments.clone(), options.clone()).await;
+        // A kept connection may have died since its last use (server restarted, child exited) or its token been
+        // revoked: when the pool forgets it, try once more on a fresh one (which refreshes tokens after a 401).
+        // Only failures that mean the call was not carried out qualify.
+        if let Err(McpError::Closed(_) | McpError::Net(_) | McpError::Unauthorized { .. }) = &result
+            && self.connector.discard(&self.config, &client).await
+        {
+            let connect = self.connector.connect(&self.config);
+            client = tokio::select! {
+                client = connect => client.map_err(|e| connection_error(&self.config, e))?,
+                _ = cancel.cancelled() => return Err(ToolError::Cancelled),
+            };
+            result = client.call_tool(name, arguments, options).await;
+        }
+        // Ending (or pooling) the session is not the caller's concern; do it in the background.
+        let connector = Arc::clone(&self.connector);
+        let config = Arc::clone(&self.config);
+        tokio::spawn(async move { connector.release(&config, client).await });
         let result = result.map_err(|e| call_error(&self.config, e))?;
         let messages = result_to_messages(result)?;
         Ok(futures::stream::iter(messages.into_iter().map(Ok)).boxed())

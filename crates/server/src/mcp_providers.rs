@@ -311,6 +311,108 @@ struct Cached {
     provider: Arc<McpToolProvider>,
 }
 
+/// How long an unused MCP session is kept open.
+pub const SESSION_IDLE: Duration = Duration::from_secs(300);
+
+/// Initialized MCP connections kept between proxied calls, one per (tenant, provider record), so a call costs one
+/// `tools/call` instead of a handshake each time. An entry is reused only while the connection settings (endpoint,
+/// headers with the current token, timeouts) are unchanged; unused entries close after [`SESSION_IDLE`]. An
+/// expired session (HTTP 404) is re-initialised by the client itself; a dead connection is dropped and the call
+/// retried once (see `McpConnector::discard`). While an entry lives, its server stream (GET stream or stdio)
+/// delivers `notifications/tools/list_changed`, which re-lists the provider's tools into the database.
+#[derive(Default)]
+struct SessionPool {
+    entries: std::sync::Mutex<HashMap<(String, String), Pooled>>,
+}
+
+struct Pooled {
+    fingerprint: [u8; 32],
+    client: McpClient,
+    last_used: std::time::Instant,
+}
+
+impl SessionPool {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), Pooled>> {
+        self.entries.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A live entry for `key` with the same settings; closes entries idle for too long.
+    fn get(&self, key: &(String, String), fingerprint: &[u8; 32]) -> Option<McpClient> {
+        let now = std::time::Instant::now();
+        let mut entries = self.lock();
+        let expired: Vec<(String, String)> = entries
+            .iter()
+            .filter(|(_, p)| now.duration_since(p.last_used) > SESSION_IDLE)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in expired {
+            if let Some(old) = entries.remove(&k) {
+                tokio::spawn(async move { old.client.close().await });
+            }
+        }
+        let entry = entries.get_mut(key).filter(|p| &p.fingerprint == fingerprint)?;
+        entry.last_used = now;
+        Some(entry.client.clone())
+    }
+
+    /// Keeps `client` for `key`, closing the connection it replaces.
+    fn put(&self, key: (String, String), fingerprint: [u8; 32], client: McpClient) {
+        let previous = self.lock().insert(
+            key,
+            Pooled {
+                fingerprint,
+                client,
+                last_used: std::time::Instant::now(),
+            },
+        );
+        if let Some(old) = previous {
+            tokio::spawn(async move { old.client.close().await });
+        }
+    }
+
+    fn touch(&self, key: &(String, String), client: &McpClient) {
+        if let Some(entry) = self.lock().get_mut(key).filter(|p| p.client.same_connection(client)) {
+            entry.last_used = std::time::Instant::now();
+        }
+    }
+
+    /// Forgets `client` if it is the entry of `key`; whether it was.
+    fn remove(&self, key: &(String, String), client: Option<&McpClient>) -> bool {
+        let mut entries = self.lock();
+        let matches = entries
+            .get(key)
+            .is_some_and(|p| client.is_none_or(|c| p.client.same_connection(c)));
+        if !matches {
+            return false;
+        }
+        if let Some(old) = entries.remove(key) {
+            tokio::spawn(async move { old.client.close().await });
+        }
+        true
+    }
+
+    fn remove_provider(&self, provider_id: &str) {
+        let keys: Vec<(String, String)> = self.lock().keys().filter(|k| k.1 == provider_id).cloned().collect();
+        for key in keys {
+            self.remove(&key, None);
+        }
+    }
+}
+
+/// What identifies a connection's settings, hashed (headers carry secrets).
+fn fingerprint(config: &McpProviderConfig) -> [u8; 32] {
+    let mut hash = Sha256::new();
+    hash.update(format!("{:?}", config.endpoint).as_bytes());
+    for (name, value) in &config.headers {
+        hash.update(name.as_bytes());
+        hash.update([0]);
+        hash.update(value.as_bytes());
+        hash.update([0]);
+    }
+    hash.update(format!("{:?}/{:?}", config.timeout, config.sse_read_timeout).as_bytes());
+    hash.finalize().into()
+}
+
 /// The MCP-provider service: CRUD with encryption and masking, OAuth, tool listing, and provider building.
 pub struct McpProviders {
     store: Store,
@@ -319,6 +421,7 @@ pub struct McpProviders {
     http: tokio::sync::OnceCell<SafeClient>,
     redirect_uri: String,
     cache: RwLock<HashMap<String, Cached>>,
+    sessions: SessionPool,
 }
 
 impl McpProviders {
@@ -332,6 +435,7 @@ impl McpProviders {
             http: tokio::sync::OnceCell::new(),
             redirect_uri: format!("{}{CALLBACK_PATH}", console_api_url.trim_end_matches('/')),
             cache: RwLock::new(HashMap::new()),
+            sessions: SessionPool::default(),
         }
     }
 
@@ -609,6 +713,7 @@ impl McpProviders {
                 .await?;
         }
         self.forget(provider_id);
+        self.sessions.remove_provider(provider_id);
         Ok(())
     }
 
@@ -618,6 +723,7 @@ impl McpProviders {
             return Err(ApiError::not_found(format!("MCP provider {provider_id:?} not found")));
         }
         self.forget(provider_id);
+        self.sessions.remove_provider(provider_id);
         Ok(())
     }
 
@@ -626,6 +732,54 @@ impl McpProviders {
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .remove(provider_id);
+    }
+
+    /// Re-lists a provider's tools after its server announced `notifications/tools/list_changed`.
+    async fn tools_changed(&self, tenant_id: &str, provider_id: &str) {
+        // Ask the connection that announced the change: a stdio server's tools live in that process, and a
+        // session-era server may list per session.
+        let key = (tenant_id.to_owned(), provider_id.to_owned());
+        let pooled = self.sessions.lock().get(&key).map(|p| p.client.clone());
+        let outcome = match pooled {
+            Some(client) => self.relist_with(tenant_id, provider_id, &client).await,
+            None => self.relist(tenant_id, provider_id).await.map(|_| ()),
+        };
+        match outcome {
+            Ok(_) => tracing::info!(provider = %provider_id, "MCP server changed its tools; cached list refreshed"),
+            Err(e) => {
+                tracing::warn!(provider = %provider_id, error = %e.message, "could not refresh changed MCP tools")
+            }
+        }
+    }
+
+    async fn relist_with(&self, tenant_id: &str, provider_id: &str, client: &McpClient) -> Result<(), ApiError> {
+        let tools = client
+            .list_tools()
+            .await
+            .map_err(|e| ApiError::invalid(format!("Failed to list the MCP server's tools: {e}")))?;
+        let provider = self.decrypt_row(self.row(tenant_id, provider_id).await?).await?;
+        self.save_tools(&provider, provider.record.authed, &tools).await?;
+        Ok(())
+    }
+
+    /// Keeps a new pooled connection's `list_changed` notifications flowing into [`Self::tools_changed`]. The
+    /// task holds neither the service nor the connection, so both can go away; it ends with the connection.
+    fn watch_tools(self: &Arc<Self>, tenant_id: &str, provider_id: &str, client: &McpClient) {
+        let mut notes = client.notifications();
+        let service = Arc::downgrade(self);
+        let (tenant_id, provider_id) = (tenant_id.to_owned(), provider_id.to_owned());
+        tokio::spawn(async move {
+            loop {
+                match notes.recv().await {
+                    Ok(note) if note.method == "notifications/tools/list_changed" => {
+                        let Some(service) = service.upgrade() else { return };
+                        service.tools_changed(&tenant_id, &provider_id).await;
+                    }
+                    Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                }
+            }
+        });
     }
 
     async fn save_state(
@@ -1054,9 +1208,13 @@ impl TokenConnector {
     }
 }
 
-#[async_trait]
-impl McpConnector for TokenConnector {
-    async fn connect(&self, config: &McpProviderConfig) -> Result<McpClient, McpError> {
+impl TokenConnector {
+    fn key(&self, config: &McpProviderConfig) -> (String, String) {
+        (self.tenant_id.clone(), config.id.clone())
+    }
+
+    /// A new connection (refreshing tokens shortly before they expire, and once after a 401).
+    async fn open(&self, config: &McpProviderConfig) -> Result<(McpClient, McpProviderConfig), McpError> {
         let http = self.service.http().await.map_err(|e| McpError::Config(e.to_string()))?;
         let connector = self.service.connector(&config.endpoint, http);
         let mut config = config.clone();
@@ -1068,10 +1226,36 @@ impl McpConnector for TokenConnector {
         match connector.connect(&config).await {
             Err(McpError::Unauthorized { .. }) if self.oauth && !refreshed => {
                 let config = self.refreshed(&config).await?;
-                connector.connect(&config).await
+                let client = connector.connect(&config).await?;
+                Ok((client, config))
             }
-            other => other,
+            other => other.map(|client| (client, config)),
         }
+    }
+}
+
+#[async_trait]
+impl McpConnector for TokenConnector {
+    async fn connect(&self, config: &McpProviderConfig) -> Result<McpClient, McpError> {
+        let key = self.key(config);
+        let expiring = self.oauth && self.tokens.as_ref().is_some_and(|t| t.expires_within(REFRESH_MARGIN));
+        if !expiring && let Some(client) = self.service.sessions.get(&key, &fingerprint(config)) {
+            return Ok(client);
+        }
+        let (client, _) = self.open(config).await?;
+        self.service.watch_tools(&self.tenant_id, &config.id, &client);
+        // Keyed by the settings the provider record holds (not those after a refresh): the record is rewritten
+        // with the new token, and the provider rebuilt from it then finds this entry.
+        self.service.sessions.put(key, fingerprint(config), client.clone());
+        Ok(client)
+    }
+
+    async fn release(&self, config: &McpProviderConfig, client: McpClient) {
+        self.service.sessions.touch(&self.key(config), &client);
+    }
+
+    async fn discard(&self, config: &McpProviderConfig, client: &McpClient) -> bool {
+        self.service.sessions.remove(&self.key(config), Some(client))
     }
 }
 

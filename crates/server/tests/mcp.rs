@@ -934,3 +934,124 @@ async fn client_credentials_with_a_pre_registered_client() {
     assert_eq!(auth.lock().unwrap().grants, 2);
     s.stop().await;
 }
+
+/// Starts `growing_server.py` over streamable HTTP.
+async fn start_growing_server(python: &Path) -> PyServer {
+    let port = free_port();
+    let child = Command::new(python)
+        .arg(mcp_crate().join("tests/python/growing_server.py"))
+        .arg("streamable-http")
+        .arg(port.to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "growing MCP server did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    PyServer { _child: child, port }
+}
+
+/// The provider's cached tool names, read from the database.
+async fn cached_tool_names(s: &TestServer, provider_id: &str) -> Vec<String> {
+    let row = s
+        .state
+        .store
+        .mcp_providers()
+        .get(&s.tenant_a, provider_id)
+        .await
+        .unwrap()
+        .unwrap();
+    let tools: Vec<Value> = serde_json::from_str(&row.tools).unwrap();
+    tools
+        .iter()
+        .filter_map(|t| t["name"].as_str().map(str::to_owned))
+        .collect()
+}
+
+/// Calls `grow`, then waits for the cached list to hold the new tool (refreshed from list_changed alone: nobody
+/// asks for a re-list) and calls the new tool through toolplane.
+async fn grow_and_see(s: &TestServer, key: &str, provider: &str, provider_id: &str, name: &str) {
+    assert!(!cached_tool_names(s, provider_id).await.contains(&name.to_owned()));
+    let (status, body) = invoke_mcp(s, key, provider, "grow", json!({"name": name})).await;
+    assert_eq!(
+        (status, first_text(&body)),
+        (200, format!("added {name}").as_str()),
+        "{body}"
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let names = cached_tool_names(s, provider_id).await;
+        if names.contains(&name.to_owned()) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the cached tools never picked up {name}: {names:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (status, body) = invoke_mcp(s, key, provider, name, json!({"text": "hi"})).await;
+    assert_eq!(
+        (status, first_text(&body)),
+        (200, format!("{name} says hi").as_str()),
+        "{body}"
+    );
+}
+
+/// `notifications/tools/list_changed` on a kept session's GET stream refreshes the cached tool list; proxied calls
+/// reuse one initialized session.
+#[tokio::test]
+async fn list_changed_refreshes_cached_tools_over_http() {
+    let Some(py) = python() else { return };
+    let server = start_growing_server(&py).await;
+    let s = TestServer::start().await;
+    let url = format!("http://127.0.0.1:{}/mcp", server.port);
+    let (status, created) = send(
+        &s,
+        reqwest::Method::POST,
+        &s.key_a,
+        &s.console("/tool-provider/mcp"),
+        json!({"server_url": url, "name": "Growing", "server_identifier": "growing"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{created}");
+    let provider_id = created["id"].as_str().unwrap().to_owned();
+    for _ in 0..3 {
+        let (status, body) = invoke_mcp(&s, &s.key_a, "growing", "echo", json!({"text": "x"})).await;
+        assert_eq!((status, first_text(&body)), (200, "x"), "{body}");
+    }
+    grow_and_see(&s, &s.key_a, "growing", &provider_id, "fresh_http").await;
+    s.stop().await;
+}
+
+/// The same over stdio: the kept child process's stdout carries list_changed.
+#[tokio::test]
+async fn list_changed_refreshes_cached_tools_over_stdio() {
+    let Some(py) = python() else { return };
+    let s = TestServer::start().await;
+    let response = s
+        .http
+        .post(s.console("/tool-provider/mcp"))
+        .bearer_auth(&s.admin_key)
+        .header("X-Tenant-Id", &s.tenant_a)
+        .json(&json!({
+            "name": "Growing local", "server_identifier": "growing-local",
+            "stdio": {"command": py.display().to_string(),
+                      "args": [mcp_crate().join("tests/python/growing_server.py").display().to_string(), "stdio"]},
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let created: Value = response.json().await.unwrap();
+    let provider_id = created["id"].as_str().unwrap().to_owned();
+    grow_and_see(&s, &s.key_a, "growing-local", &provider_id, "fresh_stdio").await;
+    s.stop().await;
+}

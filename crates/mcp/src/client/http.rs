@@ -440,7 +440,10 @@ impl Transport for HttpTransport {
 
     async fn after_initialize(&self, details: &ServerDetails) {
         Conn::write(&self.conn.protocol_version, Some(details.protocol_version.clone()));
-        if !details.tools_list_changed() {
+        // Session era: servers send their own requests (elicitation, sampling) on the GET stream, so a client that
+        // can answer them listens there too. Stateless: `subscriptions/listen` carries only list changes.
+        let server_requests = self.conn.handler.is_some() && !details.is_stateless();
+        if !details.tools_list_changed() && !server_requests {
             return;
         }
         let token = CancellationToken::new();

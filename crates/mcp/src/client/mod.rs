@@ -814,6 +814,11 @@ impl McpClient {
         }
     }
 
+    /// Whether `other` is a clone of this connection.
+    pub fn same_connection(&self, other: &McpClient) -> bool {
+        Arc::ptr_eq(&self.shared, &other.shared)
+    }
+
     /// Ends the connection: `DELETE`s an HTTP session, closes the legacy SSE stream, or stops the child process.
     pub async fn close(&self) {
         self.shared.transport.close().await;

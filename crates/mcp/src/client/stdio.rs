@@ -13,8 +13,12 @@ use tokio::sync::{Mutex, broadcast, mpsc};
 use tokio_util::sync::{CancellationToken, DropGuard};
 
 use super::dispatch::{Pending, Routed, parse, route};
-use super::{ClientOptions, McpError, RequestContext, Transport, TransportKind};
-use crate::protocol::{Request, Response};
+use serde_json::json;
+
+use super::{ClientOptions, McpError, RequestContext, ServerDetails, Transport, TransportKind};
+use crate::protocol::{
+    META_CLIENT_CAPABILITIES, META_PROTOCOL_VERSION, Request, RequestId, Response, STATELESS_VERSION,
+};
 
 /// How to start a local MCP server.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -219,6 +223,24 @@ impl Transport for StdioTransport {
 
     fn kind(&self) -> TransportKind {
         TransportKind::Stdio
+    }
+
+    async fn after_initialize(&self, details: &ServerDetails) {
+        // 2026-07-28 has no unsolicited notifications: list changes come only to a `subscriptions/listen`
+        // request, which stays open for the life of the process. Its (final) response nobody waits for.
+        if details.is_stateless() && details.tools_list_changed() {
+            let listen = Request::new(
+                RequestId::String("listen-tools".into()),
+                "subscriptions/listen",
+                Some(json!({
+                    "_meta": {META_PROTOCOL_VERSION: STATELESS_VERSION, META_CLIENT_CAPABILITIES: {}},
+                    "notifications": {"toolsListChanged": true},
+                })),
+            );
+            if let Err(e) = self.send(&listen).await {
+                tracing::debug!(error = %e, "could not subscribe to the MCP server's list changes");
+            }
+        }
     }
 
     async fn close(&self) {

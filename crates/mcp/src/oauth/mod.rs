@@ -17,6 +17,7 @@
 //! Every request goes through [`SafeClient`].
 
 mod challenge;
+mod jwt;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -771,6 +772,111 @@ pub async fn client_credentials(
     token_request(http, &discovery.authorization_server, client, form).await
 }
 
+/// The client-credentials grant authenticated with a signed JWT (RFC 7523 `private_key_jwt`, SEP-1046): the
+/// client proves itself with an ES256 assertion (`iss` = `sub` = `client_id`, `aud` = the issuer) signed with
+/// `private_key_pem` (PKCS#8 P-256), instead of a shared secret.
+pub async fn client_credentials_with_key(
+    http: &SafeClient,
+    discovery: &OAuthDiscovery,
+    client_id: &str,
+    private_key_pem: &str,
+) -> Result<TokenSet, OAuthError> {
+    let server = &discovery.authorization_server;
+    if !server.supports_grant("client_credentials") {
+        return Err(OAuthError::Unsupported(
+            "it does not list client_credentials in grant_types_supported".into(),
+        ));
+    }
+    let audience = server.issuer.clone().unwrap_or_else(|| discovery.issuer.clone());
+    let assertion = jwt::client_assertion(client_id, &audience, private_key_pem)?;
+    let mut form = vec![
+        ("grant_type", "client_credentials".to_owned()),
+        (
+            "client_assertion_type",
+            "urn:ietf:params:oauth:client-assertion-type:jwt-bearer".to_owned(),
+        ),
+        ("client_assertion", assertion),
+        ("resource", discovery.resource.clone()),
+    ];
+    if let Some(scope) = &discovery.scope {
+        form.push(("scope", scope.clone()));
+    }
+    let request = http.post(&server.token_endpoint).header(ACCEPT, "application/json");
+    send_token_request(http, request, &form).await
+}
+
+/// The JWT-bearer grant (RFC 7523 §2.1) for workload identity federation (SEP-1933): a JWT the workload got
+/// from its platform is exchanged for an access token. A refusal is final: the caller must not retry it or fall
+/// back to another grant.
+pub async fn jwt_bearer(
+    http: &SafeClient,
+    discovery: &OAuthDiscovery,
+    client: &ClientInformation,
+    assertion: &str,
+) -> Result<TokenSet, OAuthError> {
+    let server = &discovery.authorization_server;
+    if !server.supports_grant(JWT_BEARER_GRANT) {
+        return Err(OAuthError::Unsupported(format!(
+            "it does not list {JWT_BEARER_GRANT} in grant_types_supported"
+        )));
+    }
+    let mut form = vec![
+        ("grant_type", JWT_BEARER_GRANT.to_owned()),
+        ("assertion", assertion.to_owned()),
+        ("resource", discovery.resource.clone()),
+    ];
+    if let Some(scope) = &discovery.scope {
+        form.push(("scope", scope.clone()));
+    }
+    token_request(http, server, client, form).await
+}
+
+/// Enterprise-managed authorization (SEP-990), first leg: exchanges the user's ID token at the enterprise
+/// identity provider (RFC 8693 token exchange) for an identity assertion grant (ID-JAG) addressed to the MCP
+/// server's authorization server; [`jwt_bearer`] then trades it for an access token.
+pub async fn exchange_id_token_for_id_jag(
+    http: &SafeClient,
+    idp_token_endpoint: &str,
+    idp_client_id: Option<&str>,
+    id_token: &str,
+    discovery: &OAuthDiscovery,
+) -> Result<String, OAuthError> {
+    let audience = discovery
+        .authorization_server
+        .issuer
+        .clone()
+        .unwrap_or_else(|| discovery.issuer.clone());
+    let mut form = vec![
+        (
+            "grant_type",
+            "urn:ietf:params:oauth:grant-type:token-exchange".to_owned(),
+        ),
+        (
+            "requested_token_type",
+            "urn:ietf:params:oauth:token-type:id-jag".to_owned(),
+        ),
+        ("subject_token", id_token.to_owned()),
+        (
+            "subject_token_type",
+            "urn:ietf:params:oauth:token-type:id_token".to_owned(),
+        ),
+        ("audience", audience),
+        ("resource", discovery.resource.clone()),
+    ];
+    if let Some(id) = idp_client_id {
+        form.push(("client_id", id.to_owned()));
+    }
+    if let Some(scope) = &discovery.scope {
+        form.push(("scope", scope.clone()));
+    }
+    let request = http.post(idp_token_endpoint).header(ACCEPT, "application/json");
+    let tokens = send_token_request(http, request, &form).await?;
+    Ok(tokens.access_token)
+}
+
+/// The grant type of RFC 7523 §2.1.
+pub const JWT_BEARER_GRANT: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
+
 /// POSTs to the token endpoint, authenticating the client as the server allows: HTTP Basic when it has a secret
 /// and the server accepts `client_secret_basic` (the default), else the secret in the body; public clients send
 /// only `client_id`.
@@ -799,7 +905,15 @@ async fn token_request(
         }
         None => form.push(("client_id", client.client_id.clone())),
     }
-    let response = request.form(&form).send().await?;
+    send_token_request(http, request, &form).await
+}
+
+async fn send_token_request(
+    http: &SafeClient,
+    request: toolplane_net::SafeRequestBuilder,
+    form: &[(&'static str, String)],
+) -> Result<TokenSet, OAuthError> {
+    let response = request.form(form).send().await?;
     let status = response.status();
     let content_type = response
         .headers()
