@@ -887,13 +887,28 @@ async fn install_task_reports_a_stand_in_python() {
         toolplane_plugin::package_dir(dir.path(), 50 << 20, |_| {}).unwrap()
     };
     let uid = f.upload(package).await;
-    let task = f.install_task(&uid).await;
-    let message = task["data"]["plugins"][0]["message"].as_str().unwrap();
-    assert!(message.starts_with("Installed with warnings: "), "{task}");
-    assert!(
-        message.contains("Python 3.11 was requested by meta.runner.version but is not installed; using Python 3.12"),
-        "{message}"
-    );
+    // Built afresh, then (after an uninstall) reused: the warning is in the task message both times.
+    let parsed = toolplane_plugin::PluginUniqueIdentifier::parse(&uid).unwrap();
+    let _ = std::fs::remove_dir_all(runtime_cache().join("work").join(parsed.working_dir_name()));
+    for round in ["built", "reused"] {
+        let task = f.install_task(&uid).await;
+        let message = task["data"]["plugins"][0]["message"].as_str().unwrap();
+        assert!(message.starts_with("Installed with warnings: "), "{round}: {task}");
+        assert!(
+            message
+                .contains("Python 3.11 was requested by meta.runner.version but is not installed; using Python 3.12"),
+            "{round}: {message}"
+        );
+        let listed = f.get("management/list?page=1&page_size=10").await;
+        let installation = listed["data"]["list"][0]["installation_id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let removed = f
+            .post("management/uninstall", json!({"plugin_installation_id": installation}))
+            .await;
+        assert_eq!(removed["data"], true, "{removed}");
+    }
     if let Some(runtime) = f.state.runtime() {
         runtime.shutdown().await;
     }
