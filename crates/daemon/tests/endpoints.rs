@@ -436,6 +436,29 @@ async fn endpoints_end_to_end_with_a_real_plugin() {
         let answer = String::from_utf8_lossy(&answer[..n]).to_string();
         assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
         assert!(answer.contains("larger than the endpoint limit"), "{answer}");
+
+        // Without a declared length (chunked), the limit cuts the read off.
+        let tcp = tokio::net::TcpStream::connect(address).await.unwrap();
+        let (mut reader, mut writer) = tcp.into_split();
+        let head = format!("POST /e/{hook}/echo/big HTTP/1.1\r\nHost: {address}\r\nTransfer-Encoding: chunked\r\n\r\n");
+        let writing = tokio::spawn(async move {
+            writer.write_all(head.as_bytes()).await.ok()?;
+            let chunk = vec![b'a'; 1024 * 1024];
+            for _ in 0..11 {
+                writer
+                    .write_all(format!("{:x}\r\n", chunk.len()).as_bytes())
+                    .await
+                    .ok()?;
+                writer.write_all(&chunk).await.ok()?;
+                writer.write_all(b"\r\n").await.ok()?;
+            }
+            writer.write_all(b"0\r\n\r\n").await.ok()
+        });
+        let mut answer = vec![0u8; 4096];
+        let n = reader.read(&mut answer).await.unwrap();
+        let answer = String::from_utf8_lossy(&answer[..n]).to_string();
+        assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+        writing.abort();
     }
     let just_fits: Value = f
         .client
