@@ -145,6 +145,9 @@ pub(crate) async fn dispatch(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    if let Some(response) = without_runtime(&state, &action) {
+        return response;
+    }
     let Some(plugin_id) = headers
         .get("X-Plugin-ID")
         .and_then(|v| v.to_str().ok())
@@ -152,7 +155,7 @@ pub(crate) async fn dispatch(
     else {
         return single_error(-400, "PluginDaemonBadRequestError", "X-Plugin-ID header is required");
     };
-    let request = match invoke_request(&state, &action, Some(tenant_id), &body) {
+    let request = match invoke_request(&action, Some(tenant_id), &body) {
         Ok(r) => r,
         Err(response) => return response,
     };
@@ -171,6 +174,9 @@ pub(crate) async fn dispatch_v2(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    if let Some(response) = without_runtime(&state, &action) {
+        return response;
+    }
     let Some(uid) = headers
         .get("X-Plugin-Unique-Identifier")
         .and_then(|v| v.to_str().ok())
@@ -182,7 +188,7 @@ pub(crate) async fn dispatch_v2(
             "X-Plugin-Unique-Identifier header is required",
         );
     };
-    let request = match invoke_request(&state, &action, None, &body) {
+    let request = match invoke_request(&action, None, &body) {
         Ok(r) => r,
         Err(response) => return response,
     };
@@ -193,21 +199,20 @@ pub(crate) async fn dispatch_v2(
     session_response(&state, session)
 }
 
-/// The runtime request of a dispatch call; `tenant_id` comes from the path (v1) or the body (v2).
-#[allow(clippy::result_large_err)] // the error is the finished HTTP answer
-fn invoke_request(
-    state: &DaemonState,
-    action: &str,
-    tenant_id: Option<String>,
-    body: &Bytes,
-) -> Result<InvokeRequest, Response> {
-    if state.runtime().is_none() {
-        return Err(single_error(
+/// The answer of a daemon that has no plugin runtime.
+fn without_runtime(state: &DaemonState, action: &str) -> Option<Response> {
+    state.runtime().is_none().then(|| {
+        single_error(
             -500,
             "PluginDaemonInternalServerError",
             &format!("this daemon runs without the plugin runtime, so dispatch/{action} cannot run"),
-        ));
-    }
+        )
+    })
+}
+
+/// The runtime request of a dispatch call; `tenant_id` comes from the path (v1) or the body (v2).
+#[allow(clippy::result_large_err)] // the error is the finished HTTP answer
+fn invoke_request(action: &str, tenant_id: Option<String>, body: &Bytes) -> Result<InvokeRequest, Response> {
     let route = if tenant_id.is_none() && action.trim_matches('/') == "endpoint/invoke" {
         Some(("endpoint", "invoke_endpoint"))
     } else {

@@ -693,10 +693,7 @@ pub(crate) async fn invoke_hook(
     {
         return too_large();
     }
-    let body = match axum::body::to_bytes(body, MAX_ENDPOINT_BODY).await {
-        Ok(b) => b,
-        Err(_) => return too_large(),
-    };
+    // Unknown and disabled hooks are answered before any of the body is read.
     let endpoint = match state.endpoint_by_hook(&hook_id).await {
         Ok(Some(e)) if e.enabled => e,
         Ok(_) => return not_found(),
@@ -704,6 +701,10 @@ pub(crate) async fn invoke_hook(
             tracing::error!(error = %e, "looking up an endpoint hook failed");
             return internal(&e.to_string());
         }
+    };
+    let body = match axum::body::to_bytes(body, MAX_ENDPOINT_BODY).await {
+        Ok(b) => b,
+        Err(_) => return too_large(),
     };
     let Some(runtime) = state.runtime().cloned() else {
         return internal("this daemon runs without the plugin runtime, so plugin endpoints cannot run");

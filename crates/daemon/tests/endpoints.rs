@@ -437,6 +437,29 @@ async fn endpoints_end_to_end_with_a_real_plugin() {
         let answer = String::from_utf8_lossy(&answer[..n]).to_string();
         assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
         assert!(answer.contains("larger than the endpoint limit"), "{answer}");
+
+        // Without a declared length (chunked), the limit cuts the read off.
+        let tcp = tokio::net::TcpStream::connect(address).await.unwrap();
+        let (mut reader, mut writer) = tcp.into_split();
+        let head = format!("POST /e/{hook}/echo/big HTTP/1.1\r\nHost: {address}\r\nTransfer-Encoding: chunked\r\n\r\n");
+        let writing = tokio::spawn(async move {
+            writer.write_all(head.as_bytes()).await.ok()?;
+            let chunk = vec![b'a'; 1024 * 1024];
+            for _ in 0..11 {
+                writer
+                    .write_all(format!("{:x}\r\n", chunk.len()).as_bytes())
+                    .await
+                    .ok()?;
+                writer.write_all(&chunk).await.ok()?;
+                writer.write_all(b"\r\n").await.ok()?;
+            }
+            writer.write_all(b"0\r\n\r\n").await.ok()
+        });
+        let mut answer = vec![0u8; 4096];
+        let n = reader.read(&mut answer).await.unwrap();
+        let answer = String::from_utf8_lossy(&answer[..n]).to_string();
+        assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+        writing.abort();
     }
     let just_fits: Value = f
         .client
@@ -888,13 +911,28 @@ async fn install_task_reports_a_stand_in_python() {
         toolplane_plugin::package_dir(dir.path(), 50 << 20, |_| {}).unwrap()
     };
     let uid = f.upload(package).await;
-    let task = f.install_task(&uid).await;
-    let message = task["data"]["plugins"][0]["message"].as_str().unwrap();
-    assert!(message.starts_with("Installed with warnings: "), "{task}");
-    assert!(
-        message.contains("Python 3.11 was requested by meta.runner.version but is not installed; using Python 3.12"),
-        "{message}"
-    );
+    // Built afresh, then (after an uninstall) reused: the warning is in the task message both times.
+    let parsed = toolplane_plugin::PluginUniqueIdentifier::parse(&uid).unwrap();
+    let _ = std::fs::remove_dir_all(runtime_cache().join("work").join(parsed.working_dir_name()));
+    for round in ["built", "reused"] {
+        let task = f.install_task(&uid).await;
+        let message = task["data"]["plugins"][0]["message"].as_str().unwrap();
+        assert!(message.starts_with("Installed with warnings: "), "{round}: {task}");
+        assert!(
+            message
+                .contains("Python 3.11 was requested by meta.runner.version but is not installed; using Python 3.12"),
+            "{round}: {message}"
+        );
+        let listed = f.get("management/list?page=1&page_size=10").await;
+        let installation = listed["data"]["list"][0]["installation_id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let removed = f
+            .post("management/uninstall", json!({"plugin_installation_id": installation}))
+            .await;
+        assert_eq!(removed["data"], true, "{removed}");
+    }
     if let Some(runtime) = f.state.runtime() {
         runtime.shutdown().await;
     }

@@ -89,6 +89,17 @@ impl Environments {
             )));
         }
         if dir.join(MARKER).is_file() && prepared.python.is_file() {
+            // The notes of the build (e.g. a stand-in Python) still hold for the reused environment.
+            if let Ok(text) = tokio::fs::read_to_string(dir.join(MARKER)).await
+                && let Ok(marker) = serde_json::from_str::<serde_json::Value>(&text)
+                && let Some(warnings) = marker.get("warnings").and_then(serde_json::Value::as_array)
+            {
+                prepared.warnings = warnings
+                    .iter()
+                    .filter_map(serde_json::Value::as_str)
+                    .map(str::to_owned)
+                    .collect();
+            }
             return Ok(prepared);
         }
         if dir.exists() {
@@ -186,7 +197,7 @@ impl Environments {
         let stamp = serde_json::json!({"timestamp": std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
-            .unwrap_or(0)});
+            .unwrap_or(0), "warnings": prepared.warnings});
         tokio::fs::write(&marker, stamp.to_string())
             .await
             .map_err(|e| EnvError::io(&marker, e))?;
