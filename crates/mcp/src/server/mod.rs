@@ -11,6 +11,7 @@
 mod content;
 mod fixture;
 mod http;
+mod peer;
 mod stdio;
 
 use std::collections::HashSet;
@@ -19,6 +20,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
+use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 use toolplane_core::{
     Catalog, InvokeFrom, InvokeOptions, Tool, ToolError, ToolParameter, ToolParameterForm, ToolParameterType,
@@ -26,12 +28,13 @@ use toolplane_core::{
 };
 
 use crate::protocol::{
-    self, Implementation, LATEST_SESSION_VERSION, META_SERVER_INFO, OLDEST_VERSION, Request, Response, RpcError,
-    STATELESS_VERSION, SUPPORTED_VERSIONS, is_session_version,
+    self, Implementation, LATEST_SESSION_VERSION, META_CLIENT_CAPABILITIES, META_SERVER_INFO, OLDEST_VERSION, Request,
+    Response, RpcError, STATELESS_VERSION, SUPPORTED_VERSIONS, is_session_version,
 };
 
 pub use content::messages_to_result;
 pub use http::{HttpOptions, McpServerResolver, ResolveError, StaticResolver, mcp_router};
+pub use peer::{ClientRequestError, ListChange, PendingRequests, SubscriptionFilter};
 pub use stdio::serve_stdio;
 
 /// One entry of a server's configuration: a single tool, or every tool of a provider.
@@ -85,12 +88,16 @@ pub struct McpServerConfig {
 pub struct ServerOptions {
     /// Time limit of one `tools/call` (`None`: unlimited).
     pub invoke_timeout: Option<Duration>,
+    /// How long a server-to-client request (`sampling/createMessage`, `elicitation/create`) waits for the
+    /// client's answer (default 5 min: elicitation waits for a person).
+    pub client_request_timeout: Duration,
 }
 
 impl Default for ServerOptions {
     fn default() -> Self {
         Self {
             invoke_timeout: Some(Duration::from_secs(600)),
+            client_request_timeout: Duration::from_secs(300),
         }
     }
 }
@@ -102,8 +109,18 @@ pub struct RequestContext {
     pub protocol_version: String,
     /// Fired when the client cancels the request or goes away.
     pub cancel: CancellationToken,
-    /// Notifications the handler sent while answering (progress, log messages), in order; the transport
-    /// delivers them before the response.
+    /// What the client declared: `initialize`'s `capabilities` (session era) or the request's
+    /// `_meta.io.modelcontextprotocol/clientCapabilities` (2026-07-28). `None`: nothing declared.
+    client_capabilities: Option<Arc<Value>>,
+    /// 2026-07-28 retries: the client's answers to an earlier `input_required` result, by key.
+    input_responses: Option<Arc<Map<String, Value>>>,
+    /// The request's outgoing stream (its SSE response, or stdout): notifications and requests to the client.
+    outgoing: Option<mpsc::UnboundedSender<protocol::Request>>,
+    /// Where the client's answers to our requests arrive.
+    pending: Option<Arc<PendingRequests>>,
+    client_timeout: Duration,
+    /// Notifications the handler sent while answering when there is no outgoing stream; the caller takes them
+    /// with [`take_notifications`](Self::take_notifications).
     notifications: Arc<Mutex<Vec<protocol::Request>>>,
 }
 
@@ -113,14 +130,57 @@ impl RequestContext {
         Self {
             protocol_version: version.into(),
             cancel: CancellationToken::new(),
+            client_capabilities: None,
+            input_responses: None,
+            outgoing: None,
+            pending: None,
+            client_timeout: ServerOptions::default().client_request_timeout,
             notifications: Arc::default(),
         }
     }
 
-    /// Queues a notification for the client, delivered on this request's response stream.
+    /// Builder: the capabilities the client declared.
+    pub fn with_client_capabilities(mut self, capabilities: Arc<Value>) -> Self {
+        self.client_capabilities = Some(capabilities);
+        self
+    }
+
+    /// Builder: a stream to the client, and the table its answers are matched in. Without one, notifications
+    /// are queued for [`take_notifications`](Self::take_notifications) and requests to the client fail.
+    pub fn with_client_channel(
+        mut self,
+        outgoing: mpsc::UnboundedSender<protocol::Request>,
+        pending: Option<Arc<PendingRequests>>,
+    ) -> Self {
+        self.outgoing = Some(outgoing);
+        self.pending = pending;
+        self
+    }
+
+    /// Builder: how long requests to the client wait for an answer.
+    pub fn with_client_timeout(mut self, timeout: Duration) -> Self {
+        self.client_timeout = timeout;
+        self
+    }
+
+    /// The capabilities the client declared, if known.
+    pub fn client_capabilities(&self) -> Option<&Value> {
+        self.client_capabilities.as_deref()
+    }
+
+    /// Sends a notification to the client on this request's stream (or queues it when there is none).
     pub fn notify(&self, method: &str, params: Value) {
-        if let Ok(mut queue) = self.notifications.lock() {
-            queue.push(protocol::Request::notification(method, Some(params)));
+        let notification = protocol::Request::notification(method, Some(params));
+        match &self.outgoing {
+            Some(tx) => {
+                // A closed stream means the client went away; the request is being cancelled anyway.
+                let _ = tx.send(notification);
+            }
+            None => {
+                if let Ok(mut queue) = self.notifications.lock() {
+                    queue.push(notification);
+                }
+            }
         }
     }
 
@@ -134,6 +194,83 @@ impl RequestContext {
 
     fn stateless(&self) -> bool {
         self.protocol_version == STATELESS_VERSION
+    }
+
+    /// Asks the client: sends `method` with `params` and waits for its result, after checking that the client
+    /// declared `capability`. In a stateless 2026-07-28 request there is no way back to the client: the answer is
+    /// taken from the retry's `inputResponses[key]`, and without one the call fails with
+    /// [`ClientRequestError::InputRequired`], which the handler returns as it is (it becomes the
+    /// `input_required` result the client answers).
+    pub async fn request_client(
+        &self,
+        key: &str,
+        capability: &str,
+        method: &str,
+        params: Value,
+    ) -> Result<Value, ClientRequestError> {
+        let declared = self
+            .client_capabilities
+            .as_deref()
+            .and_then(|c| c.get(capability))
+            .is_some_and(|c| !c.is_null());
+        if !declared {
+            return Err(ClientRequestError::MissingCapability {
+                capability: capability.to_owned(),
+            });
+        }
+        if self.stateless() {
+            if let Some(answer) = self.input_responses.as_deref().and_then(|r| r.get(key)) {
+                return Ok(answer.clone());
+            }
+            return Err(ClientRequestError::InputRequired {
+                key: key.to_owned(),
+                request: json!({"method": method, "params": params}),
+            });
+        }
+        let (Some(outgoing), Some(pending)) = (&self.outgoing, &self.pending) else {
+            return Err(ClientRequestError::Unsupported { method: method.into() });
+        };
+        let (id, answer) = pending.register();
+        if outgoing
+            .send(protocol::Request::new(id.clone(), method, Some(params)))
+            .is_err()
+        {
+            pending.forget(&id);
+            return Err(ClientRequestError::Closed { method: method.into() });
+        }
+        let outcome = tokio::select! {
+            _ = self.cancel.cancelled() => Err(ClientRequestError::Closed { method: method.into() }),
+            answer = tokio::time::timeout(self.client_timeout, answer) => match answer {
+                Err(_) => {
+                    // Tell the client to stop asking its user or model; its late answer will be ignored.
+                    let _ = outgoing.send(protocol::Request::notification(
+                        "notifications/cancelled",
+                        Some(json!({"requestId": id, "reason": "timed out"})),
+                    ));
+                    Err(ClientRequestError::Timeout { method: method.into(), timeout: self.client_timeout })
+                }
+                Ok(Err(_)) => Err(ClientRequestError::Closed { method: method.into() }),
+                Ok(Ok(response)) => response
+                    .into_result()
+                    .map_err(|error| ClientRequestError::Rejected { method: method.into(), error }),
+            },
+        };
+        if outcome.is_err() {
+            pending.forget(&id);
+        }
+        outcome
+    }
+
+    /// `sampling/createMessage` (needs the client's `sampling` capability).
+    pub async fn create_message(&self, key: &str, params: Value) -> Result<Value, ClientRequestError> {
+        self.request_client(key, "sampling", "sampling/createMessage", params)
+            .await
+    }
+
+    /// `elicitation/create` in form mode (needs the client's `elicitation` capability).
+    pub async fn elicit(&self, key: &str, params: Value) -> Result<Value, ClientRequestError> {
+        self.request_client(key, "elicitation", "elicitation/create", params)
+            .await
     }
 }
 
@@ -166,6 +303,8 @@ pub struct McpServer {
     config: McpServerConfig,
     options: ServerOptions,
     fixture: Option<Arc<fixture::ConformanceFixture>>,
+    /// List changes for `subscriptions/listen` streams and session GET streams.
+    changes: broadcast::Sender<ListChange>,
 }
 
 impl McpServer {
@@ -177,6 +316,7 @@ impl McpServer {
             config,
             options: ServerOptions::default(),
             fixture: None,
+            changes: broadcast::channel(64).0,
         }
     }
 
@@ -199,6 +339,43 @@ impl McpServer {
         &self.config
     }
 
+    /// The limits.
+    pub fn options(&self) -> &ServerOptions {
+        &self.options
+    }
+
+    /// Announces a change to every open `subscriptions/listen` stream that asked for it and every session GET
+    /// stream. Nobody listening is not an error.
+    pub fn announce(&self, change: ListChange) {
+        let _ = self.changes.send(change);
+    }
+
+    /// A receiver of the changes announced from now on.
+    pub fn subscribe_changes(&self) -> broadcast::Receiver<ListChange> {
+        self.changes.subscribe()
+    }
+
+    /// What a `subscriptions/listen` request's `notifications` asked for, narrowed to what this server offers.
+    pub fn subscription_filter(&self, requested: Option<&Value>) -> SubscriptionFilter {
+        let capabilities = self.capabilities(true);
+        let offered = |path: [&str; 2]| capabilities[path[0]][path[1]] == json!(true);
+        let asked = |key: &str| requested.and_then(|r| r.get(key)) == Some(&json!(true));
+        SubscriptionFilter {
+            tools: asked("toolsListChanged") && offered(["tools", "listChanged"]),
+            prompts: asked("promptsListChanged") && offered(["prompts", "listChanged"]),
+            resources: asked("resourcesListChanged") && offered(["resources", "listChanged"]),
+            resource_uris: if offered(["resources", "subscribe"]) {
+                requested
+                    .and_then(|r| r.get("resourceSubscriptions"))
+                    .and_then(Value::as_array)
+                    .map(|uris| uris.iter().filter_map(Value::as_str).map(str::to_owned).collect())
+                    .unwrap_or_default()
+            } else {
+                Vec::new()
+            },
+        }
+    }
+
     fn server_info(&self) -> Implementation {
         Implementation {
             name: self.config.name.clone(),
@@ -217,6 +394,29 @@ impl McpServer {
     /// Handles one request or notification; `None` for notifications (they get no response).
     pub async fn handle(&self, request: Request, ctx: &RequestContext) -> Option<Response> {
         let id = request.id.clone()?;
+        // A stateless request declares its client's capabilities itself, and a retry after `input_required`
+        // carries the answers.
+        let local;
+        let ctx = if ctx.stateless() {
+            let params = request.params.as_ref();
+            let input_responses = params.and_then(|p| p.get("inputResponses")).and_then(Value::as_object);
+            if ctx.client_capabilities.is_none() || input_responses.is_some() {
+                let mut derived = ctx.clone();
+                if derived.client_capabilities.is_none() {
+                    derived.client_capabilities = params
+                        .and_then(|p| p.get("_meta"))
+                        .and_then(|m| m.get(META_CLIENT_CAPABILITIES))
+                        .map(|c| Arc::new(c.clone()));
+                }
+                derived.input_responses = input_responses.map(|r| Arc::new(r.clone()));
+                local = derived;
+                &local
+            } else {
+                ctx
+            }
+        } else {
+            ctx
+        };
         let removed_in_stateless = matches!(
             request.method.as_str(),
             "initialize" | "ping" | "logging/setLevel" | "resources/subscribe" | "resources/unsubscribe"
@@ -484,9 +684,17 @@ impl McpServer {
             Some(_) => return Err(RpcError::invalid_params("\"arguments\" must be an object")),
         };
         if let Some(fixture) = &self.fixture
-            && let Some(result) = fixture.call_tool(name, params.get("_meta"), ctx).await
+            && let Some(result) = fixture.call_tool(name, &params, ctx, self).await
         {
-            return Ok(result);
+            return match result {
+                Ok(result) => Ok(result),
+                Err(ClientRequestError::InputRequired { key, request }) if ctx.stateless() => {
+                    let mut requests = Map::new();
+                    requests.insert(key, request);
+                    Ok(json!({"resultType": "input_required", "inputRequests": requests}))
+                }
+                Err(error) => Err(error.to_rpc_error()),
+            };
         }
         let Some(exposed) = self.find(name).await else {
             return Err(RpcError::invalid_params(format!("unknown tool: {name}")));
