@@ -20,9 +20,10 @@ use axum::routing::get;
 use bytes::Bytes;
 use futures::StreamExt;
 use serde_json::{Value, json};
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
+use super::peer::Outbox;
 use super::{ListChange, McpServer, PendingRequests, RequestContext, SubscriptionFilter};
 use crate::protocol::{
     HEADER_METHOD, HEADER_NAME, HEADER_PROTOCOL_VERSION, HEADER_SESSION_ID, META_CLIENT_CAPABILITIES,
@@ -424,11 +425,11 @@ async fn post_single(
                 )),
             );
         }
-        let (outgoing, stream) = mpsc::unbounded_channel();
         let ctx = RequestContext::new(session.version.clone())
             .with_client_capabilities(Arc::clone(&session.client_capabilities))
-            .with_client_channel(outgoing, Some(Arc::clone(&session.pending)))
+            .with_pending_requests(Arc::clone(&session.pending))
             .with_client_timeout(server.options().client_request_timeout);
+        let outbox = Arc::clone(&ctx.outbox);
         let request_id = request.id.clone();
         if let Some(id) = &request_id {
             session.in_flight().insert(id.clone(), ctx.cancel.clone());
@@ -442,7 +443,7 @@ async fn post_single(
             }
             response
         };
-        return respond(Box::pin(handler), stream, |_| StatusCode::OK).await;
+        return respond(Box::pin(handler), outbox, |_| StatusCode::OK).await;
     }
 
     stateless(state, server, headers, request).await
@@ -487,16 +488,12 @@ fn sse_response(status: StatusCode, body: Body) -> HttpResponse {
 /// Runs a request's handler and answers: plain JSON when it finished without sending anything else; otherwise an
 /// SSE stream that carries the notifications and requests to the client live (a request to the client needs its
 /// answer before the handler can go on), followed by the response.
-async fn respond(
-    mut handler: Handler,
-    mut stream: mpsc::UnboundedReceiver<Request>,
-    status: fn(&Response) -> StatusCode,
-) -> HttpResponse {
+async fn respond(mut handler: Handler, outbox: Arc<Outbox>, status: fn(&Response) -> StatusCode) -> HttpResponse {
     let first = tokio::select! {
         biased;
         response = &mut handler => {
             let mut body = Vec::new();
-            while let Ok(message) = stream.try_recv() {
+            for message in outbox.drain() {
                 sse_frame(&message, &mut body);
             }
             return match response {
@@ -508,22 +505,22 @@ async fn respond(
                 }
             };
         }
-        Some(message) = stream.recv() => message,
+        message = outbox.next() => message,
     };
     let mut head = Vec::new();
     sse_frame(&first, &mut head);
-    let rest = futures::stream::unfold(Some((handler, stream)), |state| async move {
-        let (mut handler, mut stream) = state?;
+    let rest = futures::stream::unfold(Some((handler, outbox)), |state| async move {
+        let (mut handler, outbox) = state?;
         tokio::select! {
             biased;
-            Some(message) = stream.recv() => {
+            message = outbox.next() => {
                 let mut frame = Vec::new();
                 sse_frame(&message, &mut frame);
-                Some((Bytes::from(frame), Some((handler, stream))))
+                Some((Bytes::from(frame), Some((handler, outbox))))
             }
             response = &mut handler => {
                 let mut frames = Vec::new();
-                while let Ok(message) = stream.try_recv() {
+                for message in outbox.drain() {
                     sse_frame(&message, &mut frames);
                 }
                 if let Some(response) = response {
@@ -701,14 +698,14 @@ async fn stateless(state: &AppState, server: Arc<McpServer>, headers: &HeaderMap
         }
     }
 
-    let (outgoing, stream) = mpsc::unbounded_channel();
     // No way back to the client within a stateless request: questions become `input_required` results.
-    let ctx = RequestContext::new(STATELESS_VERSION).with_client_channel(outgoing, None);
+    let ctx = RequestContext::new(STATELESS_VERSION);
+    let outbox = Arc::clone(&ctx.outbox);
     let handler = async move {
         let _cancel_on_drop = ctx.cancel.clone().drop_guard();
         server.handle(request, &ctx).await
     };
-    respond(Box::pin(handler), stream, stateless_status).await
+    respond(Box::pin(handler), outbox, stateless_status).await
 }
 
 /// `_meta` key tagging every notification of a `subscriptions/listen` stream with the listen request's id.

@@ -14,13 +14,14 @@ mod http;
 mod peer;
 mod stdio;
 
+use std::collections::HashMap;
 use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 use toolplane_core::{
     Catalog, InvokeFrom, InvokeOptions, Tool, ToolError, ToolParameter, ToolParameterForm, ToolParameterType,
@@ -114,14 +115,13 @@ pub struct RequestContext {
     client_capabilities: Option<Arc<Value>>,
     /// 2026-07-28 retries: the client's answers to an earlier `input_required` result, by key.
     input_responses: Option<Arc<Map<String, Value>>>,
-    /// The request's outgoing stream (its SSE response, or stdout): notifications and requests to the client.
-    outgoing: Option<mpsc::UnboundedSender<protocol::Request>>,
-    /// Where the client's answers to our requests arrive.
+    /// The request's outgoing messages (notifications, requests to the client), in order; the transport
+    /// forwards them (its SSE response, stdout) or takes them with [`take_notifications`](Self::take_notifications).
+    outbox: Arc<peer::Outbox>,
+    /// Where the client's answers to our requests arrive; `None` when the transport cannot carry requests to the
+    /// client.
     pending: Option<Arc<PendingRequests>>,
     client_timeout: Duration,
-    /// Notifications the handler sent while answering when there is no outgoing stream; the caller takes them
-    /// with [`take_notifications`](Self::take_notifications).
-    notifications: Arc<Mutex<Vec<protocol::Request>>>,
 }
 
 impl RequestContext {
@@ -132,10 +132,9 @@ impl RequestContext {
             cancel: CancellationToken::new(),
             client_capabilities: None,
             input_responses: None,
-            outgoing: None,
+            outbox: Arc::default(),
             pending: None,
             client_timeout: ServerOptions::default().client_request_timeout,
-            notifications: Arc::default(),
         }
     }
 
@@ -145,16 +144,23 @@ impl RequestContext {
         self
     }
 
-    /// Builder: a stream to the client, and the table its answers are matched in. Without one, notifications
-    /// are queued for [`take_notifications`](Self::take_notifications) and requests to the client fail.
-    pub fn with_client_channel(
-        mut self,
-        outgoing: mpsc::UnboundedSender<protocol::Request>,
-        pending: Option<Arc<PendingRequests>>,
-    ) -> Self {
-        self.outgoing = Some(outgoing);
-        self.pending = pending;
+    /// Builder: the table the client's answers to our requests are matched in. The transport must then forward
+    /// the outgoing messages while the request runs (see [`next_outgoing`](Self::next_outgoing)); without it,
+    /// requests to the client fail.
+    pub fn with_pending_requests(mut self, pending: Arc<PendingRequests>) -> Self {
+        self.pending = Some(pending);
         self
+    }
+
+    /// The next message the handler sends to the client, waiting for one (transports forward these while the
+    /// request runs).
+    pub async fn next_outgoing(&self) -> protocol::Request {
+        self.outbox.next().await
+    }
+
+    /// The next outgoing message if one is queued.
+    pub fn try_next_outgoing(&self) -> Option<protocol::Request> {
+        self.outbox.pop()
     }
 
     /// Builder: how long requests to the client wait for an answer.
@@ -168,28 +174,14 @@ impl RequestContext {
         self.client_capabilities.as_deref()
     }
 
-    /// Sends a notification to the client on this request's stream (or queues it when there is none).
+    /// Sends a notification to the client on this request's stream.
     pub fn notify(&self, method: &str, params: Value) {
-        let notification = protocol::Request::notification(method, Some(params));
-        match &self.outgoing {
-            Some(tx) => {
-                // A closed stream means the client went away; the request is being cancelled anyway.
-                let _ = tx.send(notification);
-            }
-            None => {
-                if let Ok(mut queue) = self.notifications.lock() {
-                    queue.push(notification);
-                }
-            }
-        }
+        self.outbox.push(protocol::Request::notification(method, Some(params)));
     }
 
-    /// Takes the notifications queued so far.
+    /// Takes the outgoing messages queued so far.
     pub fn take_notifications(&self) -> Vec<protocol::Request> {
-        self.notifications
-            .lock()
-            .map(|mut q| std::mem::take(&mut *q))
-            .unwrap_or_default()
+        self.outbox.drain()
     }
 
     fn stateless(&self) -> bool {
@@ -227,23 +219,18 @@ impl RequestContext {
                 request: json!({"method": method, "params": params}),
             });
         }
-        let (Some(outgoing), Some(pending)) = (&self.outgoing, &self.pending) else {
+        let Some(pending) = &self.pending else {
             return Err(ClientRequestError::Unsupported { method: method.into() });
         };
         let (id, answer) = pending.register();
-        if outgoing
-            .send(protocol::Request::new(id.clone(), method, Some(params)))
-            .is_err()
-        {
-            pending.forget(&id);
-            return Err(ClientRequestError::Closed { method: method.into() });
-        }
+        self.outbox
+            .push(protocol::Request::new(id.clone(), method, Some(params)));
         let outcome = tokio::select! {
             _ = self.cancel.cancelled() => Err(ClientRequestError::Closed { method: method.into() }),
             answer = tokio::time::timeout(self.client_timeout, answer) => match answer {
                 Err(_) => {
                     // Tell the client to stop asking its user or model; its late answer will be ignored.
-                    let _ = outgoing.send(protocol::Request::notification(
+                    self.outbox.push(protocol::Request::notification(
                         "notifications/cancelled",
                         Some(json!({"requestId": id, "reason": "timed out"})),
                     ));
@@ -305,11 +292,36 @@ pub struct McpServer {
     fixture: Option<Arc<fixture::ConformanceFixture>>,
     /// List changes for `subscriptions/listen` streams and session GET streams.
     changes: broadcast::Sender<ListChange>,
+    /// `serverInfo` as JSON, built once (2026-07-28 results carry it in `_meta`).
+    server_info_value: Value,
+    /// MCP name -> index of a single-tool entry, when every entry is a single tool and the name is unique: such a
+    /// call resolves its tool once, in the catalog, without listing anything.
+    direct: HashMap<String, usize>,
 }
 
 impl McpServer {
     /// A server over the tenant's catalog.
     pub fn new(catalog: Arc<Catalog>, tenant_id: impl Into<String>, config: McpServerConfig) -> Self {
+        let server_info_value = json!(Implementation {
+            name: config.name.clone(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            title: None,
+        });
+        let mut direct = HashMap::new();
+        if config.entries.iter().all(|e| matches!(e, ExposedEntry::Tool { .. })) {
+            let mut seen = HashSet::new();
+            for (index, entry) in config.entries.iter().enumerate() {
+                if let ExposedEntry::Tool { tool_name, name, .. } = entry {
+                    let mcp_name = sanitize_name(name.as_deref().unwrap_or(tool_name));
+                    if seen.insert(mcp_name.clone()) {
+                        direct.insert(mcp_name, index);
+                    } else {
+                        // Duplicates get renamed by the listing; leave them to the slow path.
+                        direct.remove(&mcp_name);
+                    }
+                }
+            }
+        }
         Self {
             catalog,
             tenant_id: tenant_id.into(),
@@ -317,6 +329,8 @@ impl McpServer {
             options: ServerOptions::default(),
             fixture: None,
             changes: broadcast::channel(64).0,
+            server_info_value,
+            direct,
         }
     }
 
@@ -377,6 +391,7 @@ impl McpServer {
     }
 
     fn server_info(&self) -> Implementation {
+        // Kept in step with `server_info_value`.
         Implementation {
             name: self.config.name.clone(),
             version: env!("CARGO_PKG_VERSION").into(),
@@ -392,7 +407,7 @@ impl McpServer {
     }
 
     /// Handles one request or notification; `None` for notifications (they get no response).
-    pub async fn handle(&self, request: Request, ctx: &RequestContext) -> Option<Response> {
+    pub async fn handle(&self, mut request: Request, ctx: &RequestContext) -> Option<Response> {
         let id = request.id.clone()?;
         // A stateless request declares its client's capabilities itself, and a retry after `input_required`
         // carries the answers.
@@ -441,26 +456,31 @@ impl McpServer {
                     value
                 })
             });
-        let result = match (request.method.as_str(), fixture) {
-            (method, _) if ctx.stateless() && removed_in_stateless => Err(RpcError::method_not_found(method)),
-            (_, Some(result)) => result,
-            ("initialize", None) => Ok(self.initialize(&request)),
-            ("server/discover", None) => Ok(self.discover()),
-            ("ping", None) => Ok(json!({})),
-            ("tools/list", None) => self.list_tools(ctx).await,
-            ("tools/call", None) => self.call_tool(&request, ctx).await,
-            (other, None) => Err(RpcError::method_not_found(other)),
+        let is_initialize = request.method == "initialize";
+        let result = if request.method == "tools/call" && fixture.is_none() {
+            // The hot path: the params move into the call instead of being copied.
+            self.call_tool(request.params.take(), ctx).await
+        } else {
+            match (request.method.as_str(), fixture) {
+                (method, _) if ctx.stateless() && removed_in_stateless => Err(RpcError::method_not_found(method)),
+                (_, Some(result)) => result,
+                ("initialize", None) => Ok(self.initialize(&request)),
+                ("server/discover", None) => Ok(self.discover()),
+                ("ping", None) => Ok(json!({})),
+                ("tools/list", None) => self.list_tools(ctx).await,
+                (other, None) => Err(RpcError::method_not_found(other)),
+            }
         };
         Some(match result {
             Ok(mut result) => {
                 if ctx.stateless()
-                    && request.method != "initialize"
+                    && !is_initialize
                     && let Value::Object(map) = &mut result
                 {
                     map.entry("resultType").or_insert_with(|| json!("complete"));
                     let meta = map.entry("_meta").or_insert_with(|| json!({}));
                     if let Value::Object(meta) = meta {
-                        meta.insert(META_SERVER_INFO.into(), json!(self.server_info()));
+                        meta.insert(META_SERVER_INFO.into(), self.server_info_value.clone());
                     }
                 }
                 Response::ok(id, result)
@@ -606,52 +626,6 @@ impl McpServer {
         }
     }
 
-    /// Finds an exposed tool by its MCP name. Single-tool entries named directly are found without listing every
-    /// provider (the hot path of `tools/call`).
-    async fn find(&self, name: &str) -> Option<Exposed> {
-        let only_tools = self
-            .config
-            .entries
-            .iter()
-            .all(|e| matches!(e, ExposedEntry::Tool { .. }));
-        let candidates: Vec<&ExposedEntry> = self
-            .config
-            .entries
-            .iter()
-            .filter(|entry| match entry {
-                ExposedEntry::Tool {
-                    tool_name, name: alias, ..
-                } => sanitize_name(alias.as_deref().unwrap_or(tool_name)) == name,
-                ExposedEntry::Provider { .. } => false,
-            })
-            .collect();
-        if only_tools
-            && let [
-                ExposedEntry::Tool {
-                    provider_type,
-                    provider_id,
-                    tool_name,
-                    description,
-                    parameters,
-                    credential_id,
-                    ..
-                },
-            ] = candidates.as_slice()
-        {
-            let tool = self.load_tool(*provider_type, provider_id, tool_name).await?;
-            return Some(Exposed {
-                name: name.to_owned(),
-                provider_type: *provider_type,
-                provider_id: provider_id.clone(),
-                tool,
-                description: description.clone(),
-                fixed: parameters.clone(),
-                credential_id: credential_id.clone(),
-            });
-        }
-        self.exposed().await.into_iter().find(|e| e.name == name)
-    }
-
     async fn list_tools(&self, ctx: &RequestContext) -> Result<Value, RpcError> {
         let tools: Vec<protocol::Tool> = self
             .exposed()
@@ -673,15 +647,13 @@ impl McpServer {
         Ok(result)
     }
 
-    async fn call_tool(&self, request: &Request, ctx: &RequestContext) -> Result<Value, RpcError> {
-        let params = request.params_object();
-        let Some(name) = params.get("name").and_then(Value::as_str) else {
-            return Err(RpcError::invalid_params("tools/call needs a string \"name\""));
+    async fn call_tool(&self, params: Option<Value>, ctx: &RequestContext) -> Result<Value, RpcError> {
+        let mut params = match params {
+            Some(Value::Object(map)) => map,
+            _ => Map::new(),
         };
-        let arguments = match params.get("arguments") {
-            None | Some(Value::Null) => Map::new(),
-            Some(Value::Object(map)) => map.clone(),
-            Some(_) => return Err(RpcError::invalid_params("\"arguments\" must be an object")),
+        let Some(Value::String(name)) = params.get("name") else {
+            return Err(RpcError::invalid_params("tools/call needs a string \"name\""));
         };
         if let Some(fixture) = &self.fixture
             && let Some(result) = fixture.call_tool(name, &params, ctx, self).await
@@ -696,13 +668,50 @@ impl McpServer {
                 Err(error) => Err(error.to_rpc_error()),
             };
         }
-        let Some(exposed) = self.find(name).await else {
-            return Err(RpcError::invalid_params(format!("unknown tool: {name}")));
+        let Some(Value::String(name)) = params.remove("name") else {
+            return Err(RpcError::invalid_params("tools/call needs a string \"name\""));
         };
-        let has_output_schema = output_schema(&exposed).is_some();
-        let outcome = self.invoke(&exposed, arguments, ctx).await;
-        let result = match outcome {
-            Ok(messages) => messages_to_result(messages, has_output_schema),
+        let arguments = match params.remove("arguments") {
+            None | Some(Value::Null) => Map::new(),
+            Some(Value::Object(map)) => map,
+            Some(_) => return Err(RpcError::invalid_params("\"arguments\" must be an object")),
+        };
+        let slow;
+        let target = match self.direct.get(&name).and_then(|i| self.config.entries.get(*i)) {
+            Some(ExposedEntry::Tool {
+                provider_type,
+                provider_id,
+                tool_name,
+                parameters,
+                credential_id,
+                ..
+            }) => Target {
+                provider_type: *provider_type,
+                provider_id,
+                tool_name,
+                fixed: parameters,
+                credential_id: credential_id.as_deref(),
+            },
+            _ => {
+                let Some(exposed) = self.exposed().await.into_iter().find(|e| e.name == name) else {
+                    return Err(RpcError::invalid_params(format!("unknown tool: {name}")));
+                };
+                slow = exposed;
+                Target {
+                    provider_type: slow.provider_type,
+                    provider_id: &slow.provider_id,
+                    tool_name: &slow.tool.entity().identity.name,
+                    fixed: &slow.fixed,
+                    credential_id: slow.credential_id.as_deref(),
+                }
+            }
+        };
+        let result = match self.invoke(&target, arguments, ctx).await {
+            Ok((messages, has_output_schema)) => messages_to_result(messages, has_output_schema),
+            // A configured tool whose provider or tool is gone is as unknown as a name never configured.
+            Err(error @ (ToolError::ProviderNotFound { .. } | ToolError::ToolNotFound { .. })) => {
+                return Err(RpcError::invalid_params(format!("unknown tool: {name} ({error})")));
+            }
             Err(error) => protocol::CallToolResult {
                 content: vec![protocol::Content::text(error.to_string())],
                 is_error: Some(true),
@@ -712,52 +721,50 @@ impl McpServer {
         serde_json::to_value(&result).map_err(|e| RpcError::internal(e.to_string()))
     }
 
+    /// Invokes the target; also says whether the tool declares an object output schema (for
+    /// `structuredContent`).
     async fn invoke(
         &self,
-        exposed: &Exposed,
-        arguments: Map<String, Value>,
+        target: &Target<'_>,
+        mut arguments: Map<String, Value>,
         ctx: &RequestContext,
-    ) -> Result<Vec<toolplane_core::ToolInvokeMessage>, ToolError> {
+    ) -> Result<(Vec<toolplane_core::ToolInvokeMessage>, bool), ToolError> {
         let resolved = self
             .catalog
             .runtime(
                 &self.tenant_id,
-                exposed.provider_type,
-                &exposed.provider_id,
-                &exposed.tool.entity().identity.name,
-                exposed.credential_id.as_deref(),
+                target.provider_type,
+                target.provider_id,
+                target.tool_name,
+                target.credential_id,
             )
             .await?;
         let mut runtime = resolved.runtime;
-        runtime.runtime_parameters = exposed.fixed.clone();
+        runtime.runtime_parameters = target.fixed.clone();
         runtime.invoke_from = InvokeFrom::Mcp;
+        let entity = resolved.tool.entity();
+        let has_output_schema = object_output_schema(entity).is_some();
         // Only `form=llm` parameters come from the client; configured values cannot be overridden by it.
-        let llm: HashSet<&str> = resolved
-            .tool
-            .entity()
-            .parameters
-            .iter()
-            .filter(|p| p.form == ToolParameterForm::Llm)
-            .map(|p| p.name.as_str())
-            .collect();
-        let declared: HashSet<&str> = resolved
-            .tool
-            .entity()
-            .parameters
-            .iter()
-            .map(|p| p.name.as_str())
-            .collect();
-        let arguments: Map<String, Value> = arguments
-            .into_iter()
-            .filter(|(k, _)| llm.contains(k.as_str()) || !declared.contains(k.as_str()))
-            .collect();
+        arguments.retain(|key, _| match entity.parameters.iter().find(|p| p.name == *key) {
+            Some(parameter) => parameter.form == ToolParameterForm::Llm,
+            None => true,
+        });
         let options = InvokeOptions {
             timeout: self.options.invoke_timeout,
             cancel: ctx.cancel.clone(),
         };
         let stream = toolplane_core::invoke(resolved.tool, runtime, arguments, options).await?;
-        toolplane_core::collect_messages(stream).await
+        Ok((toolplane_core::collect_messages(stream).await?, has_output_schema))
     }
+}
+
+/// What a `tools/call` invokes.
+struct Target<'a> {
+    provider_type: ToolProviderType,
+    provider_id: &'a str,
+    tool_name: &'a str,
+    fixed: &'a Map<String, Value>,
+    credential_id: Option<&'a str>,
 }
 
 /// MCP tool names allow `[A-Za-z0-9_.-]`, 1–128 characters (SEP-986); anything else becomes `_`.
@@ -807,7 +814,11 @@ fn to_mcp_tool(exposed: &Exposed, _version: &str) -> protocol::Tool {
 
 /// The tool's declared output schema when it is an object schema (MCP requires `type: object`).
 fn output_schema(exposed: &Exposed) -> Option<Value> {
-    let schema = &exposed.tool.entity().output_schema;
+    object_output_schema(exposed.tool.entity())
+}
+
+fn object_output_schema(entity: &toolplane_core::ToolEntity) -> Option<Value> {
+    let schema = &entity.output_schema;
     if schema.is_empty() {
         return None;
     }

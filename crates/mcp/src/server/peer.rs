@@ -16,7 +16,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
-use crate::protocol::{RequestId, Response, RpcError, codes};
+use crate::protocol::{Request, RequestId, Response, RpcError, codes};
 
 /// Why a server-to-client request did not produce a result.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -211,5 +211,46 @@ impl SubscriptionFilter {
             map.insert("resourceSubscriptions".into(), json!(self.resource_uris));
         }
         Value::Object(map)
+    }
+}
+
+/// A request's outgoing messages (notifications and requests to the client), in order. Cheaper than a channel
+/// for the common case of a request that sends nothing: one small allocation, no blocks.
+#[derive(Debug, Default)]
+pub(crate) struct Outbox {
+    queue: Mutex<std::collections::VecDeque<Request>>,
+    ready: tokio::sync::Notify,
+}
+
+impl Outbox {
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::VecDeque<Request>> {
+        match self.queue.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    pub(crate) fn push(&self, message: Request) {
+        self.lock().push_back(message);
+        // Stores a permit when nobody waits, so a push between a failed pop and the wait is not lost.
+        self.ready.notify_one();
+    }
+
+    pub(crate) fn pop(&self) -> Option<Request> {
+        self.lock().pop_front()
+    }
+
+    /// The next message, waiting for one.
+    pub(crate) async fn next(&self) -> Request {
+        loop {
+            if let Some(message) = self.pop() {
+                return message;
+            }
+            self.ready.notified().await;
+        }
+    }
+
+    pub(crate) fn drain(&self) -> Vec<Request> {
+        self.lock().drain(..).collect()
     }
 }

@@ -138,10 +138,9 @@ where
             continue;
         }
         let stateless = version == STATELESS_VERSION;
-        let (outgoing, mut stream) = mpsc::unbounded_channel();
         let mut ctx = RequestContext::new(version)
             .with_client_timeout(server.options().client_request_timeout)
-            .with_client_channel(outgoing, Some(Arc::clone(&pending)));
+            .with_pending_requests(Arc::clone(&pending));
         if !stateless {
             // Stateless requests carry their own capabilities in `_meta`.
             ctx = ctx.with_client_capabilities(Arc::clone(&client_capabilities));
@@ -155,17 +154,18 @@ where
         tasks.spawn(async move {
             let id = request.id.clone();
             let cancel = ctx.cancel.clone();
+            let outbox = Arc::clone(&ctx.outbox);
             let handler = async move { server.handle(request, &ctx).await };
             tokio::pin!(handler);
             // Forward the handler's notifications and requests to the client as they come, then its response.
             let response = loop {
                 tokio::select! {
                     biased;
-                    Some(message) = stream.recv() => send(&tx, &message).await,
+                    message = outbox.next() => send(&tx, &message).await,
                     response = &mut handler => break response,
                 }
             };
-            while let Ok(message) = stream.try_recv() {
+            for message in outbox.drain() {
                 send(&tx, &message).await;
             }
             if let Some(id) = id {
