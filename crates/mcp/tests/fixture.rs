@@ -202,3 +202,365 @@ async fn progress_notifications_precede_the_response_on_an_sse_stream() {
             .starts_with("application/json")
     );
 }
+
+/// A fixture server with `options` on loopback; returns its URL.
+async fn serve_fixture(options: toolplane_mcp::ServerOptions) -> (String, Arc<McpServer>) {
+    let server = Arc::new(fixture_server().with_options(options));
+    let resolver = StaticResolver::new().with_server("fx", Arc::clone(&server), None);
+    let router = mcp_router(Arc::new(resolver), HttpOptions::default());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/mcp/server/fx/mcp", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    (url, server)
+}
+
+/// Reads the JSON-RPC messages of an SSE response one at a time, as they arrive.
+struct SseReader {
+    response: toolplane_net::Response,
+    buf: String,
+}
+
+impl SseReader {
+    async fn next(&mut self) -> Value {
+        loop {
+            if let Some(end) = self.buf.find("\n\n") {
+                let frame: String = self.buf.drain(..end + 2).collect();
+                if let Some(data) = frame.lines().find_map(|l| l.strip_prefix("data: ")) {
+                    return serde_json::from_str(data).unwrap();
+                }
+                continue;
+            }
+            let chunk = tokio::time::timeout(std::time::Duration::from_secs(10), self.response.chunk())
+                .await
+                .expect("no SSE frame within 10 s")
+                .unwrap()
+                .expect("the stream ended");
+            self.buf.push_str(std::str::from_utf8(&chunk).unwrap());
+        }
+    }
+}
+
+struct Session {
+    http: toolplane_net::SafeClient,
+    url: String,
+    id: String,
+}
+
+impl Session {
+    async fn open(url: &str, capabilities: Value) -> Self {
+        let http = common::loopback_client();
+        let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize",
+            "params": {"protocolVersion": "2025-11-25", "capabilities": capabilities,
+                       "clientInfo": {"name": "t", "version": "1"}}});
+        let response = http
+            .post(url)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .body(init.to_string())
+            .send()
+            .await
+            .unwrap();
+        let id = response.headers()["mcp-session-id"].to_str().unwrap().to_owned();
+        Self {
+            http,
+            url: url.to_owned(),
+            id,
+        }
+    }
+
+    async fn post(&self, body: Value) -> toolplane_net::Response {
+        self.http
+            .post(&self.url)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-session-id", &self.id)
+            .header("mcp-protocol-version", "2025-11-25")
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap()
+    }
+}
+
+fn call_tool(id: i64, name: &str, arguments: Value) -> Value {
+    json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {"name": name, "arguments": arguments}})
+}
+
+#[tokio::test]
+async fn a_session_client_answers_an_elicitation_on_the_post_stream() {
+    let (url, _) = serve_fixture(Default::default()).await;
+    let session = Session::open(&url, json!({"elicitation": {}})).await;
+    let response = session
+        .post(call_tool(1, "test_elicitation", json!({"message": "Who are you?"})))
+        .await;
+    assert_eq!(response.headers()["content-type"], "text/event-stream");
+    let mut stream = SseReader {
+        response,
+        buf: String::new(),
+    };
+    let request = stream.next().await;
+    assert_eq!(request["method"], "elicitation/create");
+    assert_eq!(request["params"]["message"], "Who are you?");
+    assert_eq!(
+        request["params"]["requestedSchema"]["required"],
+        json!(["username", "email"])
+    );
+    let request_id = request["id"].clone();
+    assert!(request_id.is_string(), "server request ids are strings: {request_id}");
+
+    // An answer to an id nobody waits for is accepted and ignored; the real answer resumes the tool.
+    let stray = json!({"jsonrpc": "2.0", "id": "toolplane-999", "result": {"action": "decline"}});
+    assert_eq!(session.post(stray).await.status(), 202);
+    let answer = json!({"jsonrpc": "2.0", "id": request_id,
+        "result": {"action": "accept", "content": {"username": "ada", "email": "ada@example.com"}}});
+    assert_eq!(session.post(answer).await.status(), 202);
+    let result = stream.next().await;
+    assert_eq!(result["id"], 1);
+    let text = result["result"]["content"][0]["text"].as_str().unwrap();
+    assert!(
+        text.starts_with("User response: action=accept") && text.contains("ada@example.com"),
+        "{text}"
+    );
+
+    // Sampling the same way; the client's error answer becomes a clear error of the call.
+    let session = Session::open(&url, json!({"sampling": {}})).await;
+    let response = session
+        .post(call_tool(2, "test_sampling", json!({"prompt": "hi"})))
+        .await;
+    let mut stream = SseReader {
+        response,
+        buf: String::new(),
+    };
+    let request = stream.next().await;
+    assert_eq!(request["method"], "sampling/createMessage");
+    assert_eq!(request["params"]["messages"][0]["content"]["text"], "hi");
+    let refusal = json!({"jsonrpc": "2.0", "id": request["id"], "error": {"code": -1, "message": "user rejected"}});
+    assert_eq!(session.post(refusal).await.status(), 202);
+    let result = stream.next().await;
+    assert_eq!(result["id"], 2);
+    let message = result["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("sampling/createMessage") && message.contains("user rejected"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn a_client_without_the_capability_gets_a_clear_error() {
+    let (url, _) = serve_fixture(Default::default()).await;
+    let session = Session::open(&url, json!({})).await;
+    let response = session
+        .post(call_tool(1, "test_elicitation", json!({"message": "?"})))
+        .await;
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], -32021, "{body}");
+    assert_eq!(
+        body["error"]["data"]["requiredCapabilities"],
+        json!({"elicitation": {}})
+    );
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("`elicitation` capability"), "{message}");
+
+    // 2026-07-28: the same error with HTTP 400.
+    let http = common::loopback_client();
+    let meta = json!({"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": {}});
+    let request = json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call",
+        "params": {"name": "test_missing_capability", "arguments": {}, "_meta": meta}});
+    let response = http
+        .post(&url)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", "tools/call")
+        .header("mcp-name", "test_missing_capability")
+        .body(request.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["id"], 7);
+    assert_eq!(body["error"]["code"], -32021);
+    assert_eq!(body["error"]["data"]["requiredCapabilities"], json!({"sampling": {}}));
+}
+
+#[tokio::test]
+async fn an_unanswered_client_request_times_out_and_is_cancelled() {
+    let options = toolplane_mcp::ServerOptions {
+        client_request_timeout: std::time::Duration::from_millis(300),
+        ..Default::default()
+    };
+    let (url, _) = serve_fixture(options).await;
+    let session = Session::open(&url, json!({"elicitation": {}})).await;
+    let response = session
+        .post(call_tool(1, "test_elicitation_sep1034_defaults", json!({})))
+        .await;
+    let mut stream = SseReader {
+        response,
+        buf: String::new(),
+    };
+    let request = stream.next().await;
+    assert_eq!(request["method"], "elicitation/create");
+    assert_eq!(request["params"]["requestedSchema"]["properties"]["age"]["default"], 30);
+    let cancelled = stream.next().await;
+    assert_eq!(cancelled["method"], "notifications/cancelled");
+    assert_eq!(cancelled["params"]["requestId"], request["id"]);
+    let result = stream.next().await;
+    let message = result["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("did not answer elicitation/create within 0.3 s"),
+        "{message}"
+    );
+    // A late answer is accepted and ignored.
+    let late = json!({"jsonrpc": "2.0", "id": request["id"], "result": {"action": "cancel"}});
+    assert_eq!(session.post(late).await.status(), 202);
+}
+
+fn stateless_request(id: i64, method: &str, mut params: Value, capabilities: Value) -> Value {
+    params["_meta"] = json!({"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": capabilities});
+    json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params})
+}
+
+async fn post_stateless(url: &str, request: &Value) -> toolplane_net::Response {
+    let mut builder = common::loopback_client()
+        .post(url)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", request["method"].as_str().unwrap());
+    if let Some(name) = request["params"]["name"].as_str() {
+        builder = builder.header("mcp-name", name);
+    }
+    builder.body(request.to_string()).send().await.unwrap()
+}
+
+#[tokio::test]
+async fn stateless_elicitation_is_an_input_required_result_answered_by_a_retry() {
+    let (url, _) = serve_fixture(Default::default()).await;
+    let capabilities = json!({"elicitation": {}});
+    let first = stateless_request(
+        1,
+        "tools/call",
+        json!({"name": "test_streaming_elicitation", "arguments": {}}),
+        capabilities.clone(),
+    );
+    let body: Value = post_stateless(&url, &first).await.json().await.unwrap();
+    assert_eq!(body["result"]["resultType"], "input_required", "{body}");
+    let asked = &body["result"]["inputRequests"]["elicitation"];
+    assert_eq!(asked["method"], "elicitation/create");
+    assert_eq!(asked["params"]["mode"], "form");
+
+    let retry = stateless_request(
+        2,
+        "tools/call",
+        json!({"name": "test_streaming_elicitation", "arguments": {}, "inputResponses": {
+            "elicitation": {"action": "accept", "content": {"username": "ada", "email": "a@b.c"}}}}),
+        capabilities,
+    );
+    let body: Value = post_stateless(&url, &retry).await.json().await.unwrap();
+    assert_eq!(body["result"]["resultType"], "complete", "{body}");
+    let text = body["result"]["content"][0]["text"].as_str().unwrap();
+    assert!(text.contains("action=accept") && text.contains("ada"), "{text}");
+}
+
+#[tokio::test]
+async fn subscriptions_listen_acknowledges_then_delivers_only_what_was_asked() {
+    let (url, server) = serve_fixture(Default::default()).await;
+    let listen = stateless_request(
+        42,
+        "subscriptions/listen",
+        json!({"notifications": {"toolsListChanged": true, "resourceSubscriptions": ["test://watched-resource"]}}),
+        json!({}),
+    );
+    let response = post_stateless(&url, &listen).await;
+    assert_eq!(response.headers()["content-type"], "text/event-stream");
+    let mut stream = SseReader {
+        response,
+        buf: String::new(),
+    };
+    let ack = stream.next().await;
+    assert_eq!(ack["method"], "notifications/subscriptions/acknowledged");
+    assert_eq!(ack["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"], 42);
+    assert_eq!(
+        ack["params"]["notifications"],
+        json!({"toolsListChanged": true, "resourceSubscriptions": ["test://watched-resource"]})
+    );
+
+    // Prompt changes were not asked for; tool changes and the watched resource were.
+    let trigger = stateless_request(
+        3,
+        "tools/call",
+        json!({"name": "test_trigger_prompt_change", "arguments": {}}),
+        json!({}),
+    );
+    assert_eq!(post_stateless(&url, &trigger).await.status(), 200);
+    server.announce(toolplane_mcp::server::ListChange::ResourceUpdated(
+        "test://other".into(),
+    ));
+    server.announce(toolplane_mcp::server::ListChange::ResourceUpdated(
+        "test://watched-resource".into(),
+    ));
+    let trigger = stateless_request(
+        4,
+        "tools/call",
+        json!({"name": "test_trigger_tool_change", "arguments": {}}),
+        json!({}),
+    );
+    assert_eq!(post_stateless(&url, &trigger).await.status(), 200);
+    let updated = stream.next().await;
+    assert_eq!(updated["method"], "notifications/resources/updated");
+    assert_eq!(updated["params"]["uri"], "test://watched-resource");
+    let changed = stream.next().await;
+    assert_eq!(changed["method"], "notifications/tools/list_changed");
+    assert_eq!(changed["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"], 42);
+}
+
+#[tokio::test]
+async fn python_sdk_client_answers_elicitation_and_sampling_in_both_eras() {
+    let Some(py) = common::python() else { return };
+    let (url, _) = serve_fixture(Default::default()).await;
+    let run = |mode: &'static str, capable: &'static str| {
+        let py = py.clone();
+        let url = url.clone();
+        async move {
+            let output = tokio::process::Command::new(&py)
+                .arg(common::crate_dir().join("tests/python/mcp_elicit_client.py"))
+                .arg(&url)
+                .arg(mode)
+                .arg(capable)
+                .output()
+                .await
+                .unwrap();
+            assert!(
+                output.status.success(),
+                "python client ({mode}) failed: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+            serde_json::from_slice::<Value>(&output.stdout).unwrap()
+        }
+    };
+    for (mode, version) in [("legacy", "2025-11-25"), ("auto", "2026-07-28")] {
+        let out = run(mode, "yes").await;
+        assert_eq!(out["protocol_version"], version, "{out}");
+        let text = out["test_elicitation"]["content"][0]["text"].as_str().unwrap();
+        assert!(
+            text.contains("action=accept") && text.contains("ada@example.com"),
+            "{mode}: {out}"
+        );
+        assert_eq!(out["elicitations"][0]["message"], "Who are you?", "{mode}: {out}");
+        assert_eq!(
+            out["test_sampling"]["content"][0]["text"], "LLM response: forty-two",
+            "{mode}: {out}"
+        );
+        assert_eq!(
+            out["samplings"][0]["messages"][0]["content"]["text"], "What is six times seven?",
+            "{mode}: {out}"
+        );
+    }
+    let out = run("legacy", "no").await;
+    let error = out["test_elicitation"]["error"].as_str().unwrap_or_default();
+    assert!(error.contains("`elicitation` capability"), "{out}");
+}

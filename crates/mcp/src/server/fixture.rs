@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use serde_json::{Map, Value, json};
 
-use super::RequestContext;
+use super::{ClientRequestError, ListChange, McpServer, RequestContext};
 use crate::protocol::RpcError;
 
 /// A 1×1 red PNG.
@@ -76,13 +76,14 @@ fn json_schema_2020_12() -> Value {
 }
 
 impl ConformanceFixture {
-    /// The server's capabilities with the fixture. 2026-07-28 removed `resources/subscribe` (replaced by
-    /// `subscriptions/listen`, which this server does not serve), so stateless discovery does not offer it.
-    pub(super) fn capabilities(stateless: bool) -> Value {
+    /// The server's capabilities with the fixture. Lists change when the `test_trigger_*` tools run; 2026-07-28
+    /// clients hear of it on `subscriptions/listen` (which also carries resource subscriptions), earlier ones on
+    /// the session's GET stream.
+    pub(super) fn capabilities(_stateless: bool) -> Value {
         json!({
-            "tools": {"listChanged": false},
-            "resources": {"subscribe": !stateless, "listChanged": false},
-            "prompts": {"listChanged": false},
+            "tools": {"listChanged": true},
+            "resources": {"subscribe": true, "listChanged": true},
+            "prompts": {"listChanged": true},
             "logging": {},
             "completions": {},
         })
@@ -109,6 +110,42 @@ impl ConformanceFixture {
                 "description": "Tool with JSON Schema 2020-12 features",
                 "inputSchema": json_schema_2020_12(),
             }),
+            json!({
+                "name": "test_sampling",
+                "description": "Asks the client's LLM (sampling/createMessage) and returns its answer",
+                "inputSchema": {
+                    "type": "object",
+                    "properties": {"prompt": {"type": "string", "description": "The prompt to send to the LLM"}},
+                    "required": ["prompt"],
+                },
+            }),
+            json!({
+                "name": "test_elicitation",
+                "description": "Asks the user for a username and an email (elicitation/create)",
+                "inputSchema": {
+                    "type": "object",
+                    "properties": {"message": {"type": "string", "description": "The message to show the user"}},
+                    "required": ["message"],
+                },
+            }),
+            simple(
+                "test_elicitation_sep1034_defaults",
+                "Elicits a form whose fields carry default values (SEP-1034)",
+            ),
+            simple(
+                "test_elicitation_sep1330_enums",
+                "Elicits a form with every enum variant (SEP-1330)",
+            ),
+            simple(
+                "test_missing_capability",
+                "Needs the client's sampling capability and fails with -32021 without it",
+            ),
+            simple(
+                "test_streaming_elicitation",
+                "Elicits input while running (input_required in 2026-07-28, elicitation/create before)",
+            ),
+            simple("test_trigger_tool_change", "Announces that the tool list changed"),
+            simple("test_trigger_prompt_change", "Announces that the prompt list changed"),
         ]
     }
 
@@ -116,9 +153,19 @@ impl ConformanceFixture {
     pub(super) async fn call_tool(
         &self,
         name: &str,
-        request_meta: Option<&Value>,
+        params: &Map<String, Value>,
         ctx: &RequestContext,
-    ) -> Option<Value> {
+        server: &McpServer,
+    ) -> Option<Result<Value, ClientRequestError>> {
+        let request_meta = params.get("_meta");
+        let argument = |key: &str| {
+            params
+                .get("arguments")
+                .and_then(|a| a.get(key))
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned()
+        };
         let content = match name {
             "test_simple_text" => vec![text("This is a simple text response for testing.")],
             "test_image_content" => vec![json!({"type": "image", "data": PNG_BASE64, "mimeType": "image/png"})],
@@ -179,15 +226,146 @@ impl ConformanceFixture {
                 vec![text("Progress test completed")]
             }
             "test_error_handling" => {
-                return Some(json!({
+                return Some(Ok(json!({
                     "isError": true,
                     "content": [text("This tool intentionally returns an error for testing")],
-                }));
+                })));
             }
             "json_schema_2020_12_tool" => vec![text("JSON Schema 2020-12 tool called")],
+            "test_sampling" | "test_missing_capability" => {
+                let prompt = match name {
+                    "test_sampling" => argument("prompt"),
+                    _ => "Say hello".to_owned(),
+                };
+                let request = json!({
+                    "messages": [{"role": "user", "content": {"type": "text", "text": prompt}}],
+                    "maxTokens": 100,
+                });
+                let answer = match ctx.create_message("sampling", request).await {
+                    Ok(answer) => answer,
+                    Err(e) => return Some(Err(e)),
+                };
+                vec![text(&format!("LLM response: {}", sampled_text(&answer)))]
+            }
+            "test_elicitation" | "test_streaming_elicitation" => {
+                let message = match argument("message") {
+                    m if m.is_empty() => "Please provide your information".to_owned(),
+                    m => m,
+                };
+                let request = json!({
+                    "mode": "form",
+                    "message": message,
+                    "requestedSchema": {
+                        "type": "object",
+                        "properties": {
+                            "username": {"type": "string", "description": "User's response"},
+                            "email": {"type": "string", "description": "User's email address"},
+                        },
+                        "required": ["username", "email"],
+                    },
+                });
+                if name == "test_elicitation" {
+                    // 2025-06-18 clients predate `mode`; form is the only mode they know.
+                    return Some(self.elicit(ctx, without_mode(request), "User response").await);
+                }
+                return Some(self.elicit(ctx, request, "Elicitation completed").await);
+            }
+            "test_elicitation_sep1034_defaults" => {
+                let request = json!({
+                    "mode": "form",
+                    "message": "Please review and update the form fields with defaults",
+                    "requestedSchema": {
+                        "type": "object",
+                        "properties": {
+                            "name": {"type": "string", "description": "User name", "default": "John Doe"},
+                            "age": {"type": "integer", "description": "User age", "default": 30},
+                            "score": {"type": "number", "description": "User score", "default": 95.5},
+                            "status": {
+                                "type": "string",
+                                "description": "User status",
+                                "enum": ["active", "inactive", "pending"],
+                                "default": "active",
+                            },
+                            "verified": {"type": "boolean", "description": "Verification status", "default": true},
+                        },
+                        "required": [],
+                    },
+                });
+                return Some(self.elicit(ctx, request, "Elicitation completed").await);
+            }
+            "test_elicitation_sep1330_enums" => {
+                let request = json!({
+                    "mode": "form",
+                    "message": "Please select options from the enum fields",
+                    "requestedSchema": {
+                        "type": "object",
+                        "properties": {
+                            "untitledSingle": {
+                                "type": "string",
+                                "description": "Select one option",
+                                "enum": ["option1", "option2", "option3"],
+                            },
+                            "titledSingle": {
+                                "type": "string",
+                                "description": "Select one option with titles",
+                                "oneOf": [
+                                    {"const": "value1", "title": "First Option"},
+                                    {"const": "value2", "title": "Second Option"},
+                                    {"const": "value3", "title": "Third Option"},
+                                ],
+                            },
+                            "legacyEnum": {
+                                "type": "string",
+                                "description": "Select one option (legacy)",
+                                "enum": ["opt1", "opt2", "opt3"],
+                                "enumNames": ["Option One", "Option Two", "Option Three"],
+                            },
+                            "untitledMulti": {
+                                "type": "array",
+                                "description": "Select multiple options",
+                                "minItems": 1,
+                                "maxItems": 3,
+                                "items": {"type": "string", "enum": ["option1", "option2", "option3"]},
+                            },
+                            "titledMulti": {
+                                "type": "array",
+                                "description": "Select multiple options with titles",
+                                "minItems": 1,
+                                "maxItems": 3,
+                                "items": {"anyOf": [
+                                    {"const": "value1", "title": "First Choice"},
+                                    {"const": "value2", "title": "Second Choice"},
+                                    {"const": "value3", "title": "Third Choice"},
+                                ]},
+                            },
+                        },
+                        "required": [],
+                    },
+                });
+                return Some(self.elicit(ctx, request, "Elicitation completed").await);
+            }
+            "test_trigger_tool_change" => {
+                server.announce(ListChange::Tools);
+                vec![text("Tool list change announced")]
+            }
+            "test_trigger_prompt_change" => {
+                server.announce(ListChange::Prompts);
+                vec![text("Prompt list change announced")]
+            }
             _ => return None,
         };
-        Some(json!({"content": content, "isError": false}))
+        Some(Ok(json!({"content": content, "isError": false})))
+    }
+
+    /// Elicits `request` and reports the user's answer as `"{label}: action=…, content=…"`.
+    async fn elicit(&self, ctx: &RequestContext, request: Value, label: &str) -> Result<Value, ClientRequestError> {
+        let answer = ctx.elicit("elicitation", request).await?;
+        let action = answer.get("action").and_then(Value::as_str).unwrap_or("cancel");
+        let content = answer.get("content").cloned().unwrap_or_else(|| json!({}));
+        Ok(json!({
+            "content": [text(&format!("{label}: action={action}, content={content}"))],
+            "isError": false,
+        }))
     }
 
     /// The minimum severity index to log at: the request's `_meta` level (2026-07-28, where nothing is logged
@@ -266,6 +444,27 @@ impl ConformanceFixture {
             _ => return None,
         })
     }
+}
+
+/// The text of a `sampling/createMessage` result (`content` is one block, or a list of them since 2025-11-25).
+fn sampled_text(answer: &Value) -> String {
+    let blocks = match answer.get("content") {
+        Some(Value::Array(blocks)) => blocks.iter().collect(),
+        Some(block) => vec![block],
+        None => Vec::new(),
+    };
+    blocks
+        .iter()
+        .filter_map(|b| b.get("text").and_then(Value::as_str))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn without_mode(mut request: Value) -> Value {
+    if let Value::Object(map) = &mut request {
+        map.remove("mode");
+    }
+    request
 }
 
 fn read_resource(uri: &str) -> Result<Value, RpcError> {

@@ -3,7 +3,10 @@
 
 use std::collections::HashMap;
 use std::convert::Infallible;
-use std::sync::{Arc, Mutex};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -14,11 +17,14 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response as HttpResponse};
 use axum::routing::get;
+use bytes::Bytes;
 use futures::StreamExt;
 use serde_json::{Value, json};
+use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
-use super::{McpServer, RequestContext};
+use super::peer::Outbox;
+use super::{ListChange, McpServer, PendingRequests, RequestContext, SubscriptionFilter};
 use crate::protocol::{
     HEADER_METHOD, HEADER_NAME, HEADER_PROTOCOL_VERSION, HEADER_SESSION_ID, META_CLIENT_CAPABILITIES,
     META_PROTOCOL_VERSION, Message, Request, RequestId, Response, RpcError, STATELESS_VERSION, codes,
@@ -127,44 +133,84 @@ impl Default for HttpOptions {
     }
 }
 
+/// One session of the session era. Shared (`Arc`) so a request holds its session without holding the table's
+/// lock.
 struct Session {
     server_code: String,
     version: String,
-    last_seen: Instant,
+    /// `initialize`'s `capabilities`.
+    client_capabilities: Arc<Value>,
+    /// Milliseconds since the table's epoch at the last request (an atomic, so touching needs no write lock).
+    last_seen: AtomicU64,
     closed: CancellationToken,
-    in_flight: HashMap<RequestId, CancellationToken>,
+    in_flight: Mutex<HashMap<RequestId, CancellationToken>>,
+    /// Our requests to the client awaiting its POSTed responses.
+    pending: Arc<PendingRequests>,
 }
 
-struct AppState {
-    resolver: Arc<dyn McpServerResolver>,
-    options: HttpOptions,
-    sessions: Mutex<HashMap<String, Session>>,
-}
-
-impl AppState {
-    fn sessions(&self) -> std::sync::MutexGuard<'_, HashMap<String, Session>> {
-        match self.sessions.lock() {
+impl Session {
+    fn in_flight(&self) -> std::sync::MutexGuard<'_, HashMap<RequestId, CancellationToken>> {
+        match self.in_flight.lock() {
             Ok(guard) => guard,
             Err(poisoned) => poisoned.into_inner(),
         }
     }
 
-    /// The session's version after touching it; `None` when unknown, expired or of another server.
-    fn touch(&self, id: &str, code: &str) -> Option<String> {
-        let mut sessions = self.sessions();
-        let timeout = self.options.session_idle_timeout;
-        let session = sessions.get_mut(id)?;
+    /// Ends the session: its streams close and its running requests and waits for the client are cancelled.
+    fn close(&self) {
+        self.closed.cancel();
+        self.in_flight().values().for_each(CancellationToken::cancel);
+        self.pending.close_all();
+    }
+}
+
+struct AppState {
+    resolver: Arc<dyn McpServerResolver>,
+    options: HttpOptions,
+    /// Read-locked on every request (lookups run in parallel); write-locked only to open or end a session.
+    sessions: RwLock<HashMap<String, Arc<Session>>>,
+    epoch: Instant,
+}
+
+impl AppState {
+    fn sessions(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Arc<Session>>> {
+        match self.sessions.read() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    fn sessions_mut(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, Arc<Session>>> {
+        match self.sessions.write() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    fn expired(&self, session: &Session, now: u64) -> bool {
+        let timeout = u64::try_from(self.options.session_idle_timeout.as_millis()).unwrap_or(u64::MAX);
+        now.saturating_sub(session.last_seen.load(Ordering::Relaxed)) > timeout
+    }
+
+    /// The session after touching it; `None` when unknown, expired (it is then removed) or of another server.
+    fn touch(&self, id: &str, code: &str) -> Option<Arc<Session>> {
+        let session = self.sessions().get(id).cloned()?;
         if session.server_code != code {
             return None;
         }
-        if session.last_seen.elapsed() > timeout {
-            if let Some(session) = sessions.remove(id) {
-                session.closed.cancel();
+        let now = self.now_ms();
+        if self.expired(&session, now) {
+            if let Some(session) = self.sessions_mut().remove(id) {
+                session.close();
             }
             return None;
         }
-        session.last_seen = Instant::now();
-        Some(session.version.clone())
+        session.last_seen.store(now, Ordering::Relaxed);
+        Some(session)
     }
 }
 
@@ -176,7 +222,8 @@ pub fn mcp_router(resolver: Arc<dyn McpServerResolver>, options: HttpOptions) ->
     let state = Arc::new(AppState {
         resolver,
         options,
-        sessions: Mutex::new(HashMap::new()),
+        sessions: RwLock::new(HashMap::new()),
+        epoch: Instant::now(),
     });
     Router::new()
         .route(
@@ -316,7 +363,7 @@ async fn post_message(
     }
     match value {
         Value::Array(items) => post_batch(&state, &server, &code, &headers, items).await,
-        single => post_single(&state, &server, &code, &headers, single).await,
+        single => post_single(&state, server, &code, &headers, single).await,
     }
 }
 
@@ -330,7 +377,7 @@ fn json_response(status: StatusCode, response: &Response) -> HttpResponse {
 
 async fn post_single(
     state: &AppState,
-    server: &McpServer,
+    server: Arc<McpServer>,
     code: &str,
     headers: &HeaderMap,
     value: Value,
@@ -338,19 +385,18 @@ async fn post_single(
     let id = request_id(&value);
     let request = match Message::from_value(value) {
         Ok(Message::Request(request)) => request,
-        // Responses to server requests: this server sends none, so there is nothing to match them with.
-        Ok(Message::Response(_)) => return StatusCode::ACCEPTED.into_response(),
+        Ok(Message::Response(response)) => return client_response(state, code, headers, response),
         Err(error) => return rpc_error(StatusCode::BAD_REQUEST, id, error),
     };
     let session_id = header_str(headers, HEADER_SESSION_ID);
 
     if request.id.is_none() {
         if let Some(session_id) = session_id {
-            if state.touch(session_id, code).is_none() {
+            let Some(session) = state.touch(session_id, code) else {
                 return session_not_found(None);
-            }
+            };
             if request.method == "notifications/cancelled" {
-                cancel_in_flight(state, session_id, &request);
+                cancel_in_flight(&session, &request);
             }
         }
         return StatusCode::ACCEPTED.into_response();
@@ -360,41 +406,145 @@ async fn post_single(
     let modern = header_str(headers, HEADER_PROTOCOL_VERSION) == Some(STATELESS_VERSION)
         || meta_version(&request).as_deref() == Some(STATELESS_VERSION);
     if request.method == "initialize" && !modern {
-        return initialize(state, server, code, request).await;
+        return initialize(state, &server, code, request).await;
     }
 
     if let Some(session_id) = session_id.filter(|_| !modern) {
-        let Some(version) = state.touch(session_id, code) else {
+        let Some(session) = state.touch(session_id, code) else {
             return session_not_found(request.id);
         };
         if let Some(sent) = header_str(headers, HEADER_PROTOCOL_VERSION)
-            && sent != version
+            && sent != session.version
         {
             return rpc_error(
                 StatusCode::BAD_REQUEST,
                 request.id,
                 RpcError::invalid_request(format!(
-                    "MCP-Protocol-Version {sent} does not match the session's negotiated version {version}"
+                    "MCP-Protocol-Version {sent} does not match the session's negotiated version {}",
+                    session.version
                 )),
             );
         }
-        let ctx = RequestContext::new(version);
+        let ctx = RequestContext::new(session.version.clone())
+            .with_client_capabilities(Arc::clone(&session.client_capabilities))
+            .with_pending_requests(Arc::clone(&session.pending))
+            .with_client_timeout(server.options().client_request_timeout);
+        let outbox = Arc::clone(&ctx.outbox);
         let request_id = request.id.clone();
-        register_in_flight(state, session_id, request_id.as_ref(), &ctx.cancel);
-        // Dropping this future (the client went away) cancels the invocation through the token's guard.
-        let _cancel_on_drop = ctx.cancel.clone().drop_guard();
-        let response = server.handle(request, &ctx).await;
-        unregister_in_flight(state, session_id, request_id.as_ref());
-        return match response {
-            Some(response) => answer(StatusCode::OK, &ctx, &response),
-            None => StatusCode::ACCEPTED.into_response(),
+        if let Some(id) = &request_id {
+            session.in_flight().insert(id.clone(), ctx.cancel.clone());
+        }
+        let handler = async move {
+            // Dropping this future (the client went away) cancels the invocation through the token's guard.
+            let _cancel_on_drop = ctx.cancel.clone().drop_guard();
+            let response = server.handle(request, &ctx).await;
+            if let Some(id) = &request_id {
+                session.in_flight().remove(id);
+            }
+            response
         };
+        return respond(Box::pin(handler), outbox, |_| StatusCode::OK).await;
     }
 
-    stateless(server, headers, request).await
+    stateless(state, server, headers, request).await
+}
+
+/// The client's answer to one of our requests: handed to the waiting handler.
+fn client_response(state: &AppState, code: &str, headers: &HeaderMap, response: Response) -> HttpResponse {
+    if let Some(session_id) = header_str(headers, HEADER_SESSION_ID) {
+        let Some(session) = state.touch(session_id, code) else {
+            return session_not_found(None);
+        };
+        if !session.pending.complete(response) {
+            tracing::debug!("ignoring a client response that no request waits for (late, duplicate or unknown id)");
+        }
+    }
+    StatusCode::ACCEPTED.into_response()
+}
+
+type Handler = Pin<Box<dyn Future<Output = Option<Response>> + Send>>;
+
+fn sse_frame<T: serde::Serialize>(message: &T, out: &mut Vec<u8>) {
+    out.extend_from_slice(b"data: ");
+    if let Err(e) = serde_json::to_writer(&mut *out, message) {
+        tracing::warn!(error = %e, "could not serialize an MCP message");
+    }
+    out.extend_from_slice(b"\n\n");
+}
+
+fn sse_response(status: StatusCode, body: Body) -> HttpResponse {
+    (
+        status,
+        [
+            (http::header::CONTENT_TYPE, "text/event-stream"),
+            (http::header::CACHE_CONTROL, "no-cache"),
+            (http::header::HeaderName::from_static("x-accel-buffering"), "no"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// Runs a request's handler and answers: plain JSON when it finished without sending anything else; otherwise an
+/// SSE stream that carries the notifications and requests to the client live (a request to the client needs its
+/// answer before the handler can go on), followed by the response.
+async fn respond(mut handler: Handler, outbox: Arc<Outbox>, status: fn(&Response) -> StatusCode) -> HttpResponse {
+    let first = tokio::select! {
+        biased;
+        response = &mut handler => {
+            let mut body = Vec::new();
+            for message in outbox.drain() {
+                sse_frame(&message, &mut body);
+            }
+            return match response {
+                None => StatusCode::ACCEPTED.into_response(),
+                Some(response) if body.is_empty() => json_response(status(&response), &response),
+                Some(response) => {
+                    sse_frame(&response, &mut body);
+                    sse_response(status(&response), Body::from(body))
+                }
+            };
+        }
+        message = outbox.next() => message,
+    };
+    let mut head = Vec::new();
+    sse_frame(&first, &mut head);
+    let rest = futures::stream::unfold(Some((handler, outbox)), |state| async move {
+        let (mut handler, outbox) = state?;
+        tokio::select! {
+            biased;
+            message = outbox.next() => {
+                let mut frame = Vec::new();
+                sse_frame(&message, &mut frame);
+                Some((Bytes::from(frame), Some((handler, outbox))))
+            }
+            response = &mut handler => {
+                let mut frames = Vec::new();
+                for message in outbox.drain() {
+                    sse_frame(&message, &mut frames);
+                }
+                if let Some(response) = response {
+                    sse_frame(&response, &mut frames);
+                }
+                Some((Bytes::from(frames), None))
+            }
+        }
+    });
+    let body = futures::stream::once(async move { Bytes::from(head) })
+        .chain(rest)
+        .map(Ok::<_, Infallible>);
+    sse_response(StatusCode::OK, Body::from_stream(body))
 }
 
 async fn initialize(state: &AppState, server: &McpServer, code: &str, request: Request) -> HttpResponse {
+    let client_capabilities = Arc::new(
+        request
+            .params
+            .as_ref()
+            .and_then(|p| p.get("capabilities"))
+            .cloned()
+            .unwrap_or_else(|| json!({})),
+    );
     let ctx = RequestContext::new(super::LATEST_SESSION_VERSION);
     let Some(response) = server.handle(request, &ctx).await else {
         return StatusCode::ACCEPTED.into_response();
@@ -408,13 +558,13 @@ async fn initialize(state: &AppState, server: &McpServer, code: &str, request: R
         .to_owned();
     let session_id = uuid::Uuid::new_v4().simple().to_string();
     {
-        let mut sessions = state.sessions();
+        let now = state.now_ms();
+        let mut sessions = state.sessions_mut();
         if sessions.len() >= state.options.max_sessions {
-            let timeout = state.options.session_idle_timeout;
             sessions.retain(|_, s| {
-                let live = s.last_seen.elapsed() <= timeout;
+                let live = !state.expired(s, now);
                 if !live {
-                    s.closed.cancel();
+                    s.close();
                 }
                 live
             });
@@ -428,13 +578,15 @@ async fn initialize(state: &AppState, server: &McpServer, code: &str, request: R
         }
         sessions.insert(
             session_id.clone(),
-            Session {
+            Arc::new(Session {
                 server_code: code.to_owned(),
                 version,
-                last_seen: Instant::now(),
+                client_capabilities,
+                last_seen: AtomicU64::new(now),
                 closed: CancellationToken::new(),
-                in_flight: HashMap::new(),
-            },
+                in_flight: Mutex::new(HashMap::new()),
+                pending: Arc::default(),
+            }),
         );
     }
     let mut http = json_response(StatusCode::OK, &response);
@@ -455,7 +607,16 @@ fn meta_version(request: &Request) -> Option<String> {
         .map(str::to_owned)
 }
 
-async fn stateless(server: &McpServer, headers: &HeaderMap, request: Request) -> HttpResponse {
+/// HTTP statuses of stateless errors: 404 for unknown methods, 400 for a missing client capability.
+fn stateless_status(response: &Response) -> StatusCode {
+    match &response.error {
+        Some(e) if e.code == codes::METHOD_NOT_FOUND => StatusCode::NOT_FOUND,
+        Some(e) if e.code == codes::MISSING_CLIENT_CAPABILITY => StatusCode::BAD_REQUEST,
+        _ => StatusCode::OK,
+    }
+}
+
+async fn stateless(state: &AppState, server: Arc<McpServer>, headers: &HeaderMap, request: Request) -> HttpResponse {
     let meta_version = meta_version(&request);
     let header_version = header_str(headers, HEADER_PROTOCOL_VERSION).map(str::to_owned);
     let version = meta_version.clone().or(header_version.clone());
@@ -532,53 +693,76 @@ async fn stateless(server: &McpServer, headers: &HeaderMap, request: Request) ->
         if let Err(error) = check_method_headers(headers, &request) {
             return rpc_error(StatusCode::BAD_REQUEST, id, error);
         }
+        if request.method == "subscriptions/listen" {
+            return listen(state, &server, request);
+        }
     }
 
+    // No way back to the client within a stateless request: questions become `input_required` results.
     let ctx = RequestContext::new(STATELESS_VERSION);
-    let _cancel_on_drop = ctx.cancel.clone().drop_guard();
-    match server.handle(request, &ctx).await {
-        Some(response) => {
-            let status = match &response.error {
-                Some(e) if e.code == codes::METHOD_NOT_FOUND => StatusCode::NOT_FOUND,
-                _ => StatusCode::OK,
-            };
-            answer(status, &ctx, &response)
-        }
-        None => StatusCode::ACCEPTED.into_response(),
-    }
+    let outbox = Arc::clone(&ctx.outbox);
+    let handler = async move {
+        let _cancel_on_drop = ctx.cancel.clone().drop_guard();
+        server.handle(request, &ctx).await
+    };
+    respond(Box::pin(handler), outbox, stateless_status).await
 }
 
-/// The response to a request: plain JSON, or an SSE stream carrying the notifications the handler sent
-/// (progress, log messages) followed by the response.
-fn answer(status: StatusCode, ctx: &RequestContext, response: &Response) -> HttpResponse {
-    let notifications = ctx.take_notifications();
-    if notifications.is_empty() {
-        return json_response(status, response);
-    }
-    let mut body = String::new();
-    let messages = notifications
-        .iter()
-        .map(serde_json::to_string)
-        .chain(std::iter::once(serde_json::to_string(response)));
-    for message in messages {
-        match message {
-            Ok(json) => {
-                body.push_str("data: ");
-                body.push_str(&json);
-                body.push_str("\n\n");
+/// `_meta` key tagging every notification of a `subscriptions/listen` stream with the listen request's id.
+const META_SUBSCRIPTION_ID: &str = "io.modelcontextprotocol/subscriptionId";
+
+fn sse_event<T: serde::Serialize>(message: &T) -> Event {
+    Event::default().data(serde_json::to_string(message).unwrap_or_default())
+}
+
+/// `subscriptions/listen` (2026-07-28): an SSE stream that opens with `notifications/subscriptions/acknowledged`
+/// (the filter the server agreed to) and then carries the changes that pass the filter, each tagged with the
+/// listen request's id, until the client closes it.
+fn listen(state: &AppState, server: &McpServer, request: Request) -> HttpResponse {
+    let Some(id) = request.id.clone() else {
+        return StatusCode::ACCEPTED.into_response();
+    };
+    let filter = server.subscription_filter(request.params.as_ref().and_then(|p| p.get("notifications")));
+    // Subscribe before acknowledging, so no change announced after the acknowledgement is missed.
+    let changes = server.subscribe_changes();
+    let tag = json!({ META_SUBSCRIPTION_ID: id });
+    let ack = Request::notification(
+        "notifications/subscriptions/acknowledged",
+        Some(json!({"notifications": filter.to_value(), "_meta": tag})),
+    );
+    let head = futures::stream::once(async move { Ok::<_, Infallible>(sse_event(&ack)) });
+    let rest = change_stream(changes, filter, Some(tag)).map(|n| Ok::<_, Infallible>(sse_event(&n)));
+    let mut response = Sse::new(head.chain(rest))
+        .keep_alive(KeepAlive::new().interval(state.options.keep_alive))
+        .into_response();
+    response
+        .headers_mut()
+        .insert("x-accel-buffering", HeaderValue::from_static("no"));
+    response
+}
+
+/// The notifications for the changes that pass `filter`, with `_meta` set to `tag` when given.
+fn change_stream(
+    changes: broadcast::Receiver<ListChange>,
+    filter: SubscriptionFilter,
+    tag: Option<Value>,
+) -> impl futures::Stream<Item = Request> + Send + 'static {
+    futures::stream::unfold((changes, filter, tag), |(mut changes, filter, tag)| async move {
+        loop {
+            match changes.recv().await {
+                Ok(change) if filter.wants(&change) => {
+                    let mut params = change.params();
+                    if let Some(tag) = &tag {
+                        params.insert("_meta".into(), tag.clone());
+                    }
+                    let notification = Request::notification(change.method(), Some(Value::Object(params)));
+                    return Some((notification, (changes, filter, tag)));
+                }
+                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(broadcast::error::RecvError::Closed) => return None,
             }
-            Err(e) => tracing::warn!(error = %e, "could not serialize an MCP message"),
         }
-    }
-    (
-        status,
-        [
-            (http::header::CONTENT_TYPE, "text/event-stream"),
-            (http::header::CACHE_CONTROL, "no-cache"),
-        ],
-        body,
-    )
-        .into_response()
+    })
 }
 
 /// 2026-07-28: `Mcp-Method` must name the body's method, and `Mcp-Name` the tool of a `tools/call`.
@@ -644,7 +828,7 @@ async fn post_batch(
             RpcError::invalid_request("JSON-RPC batches need a session (Mcp-Session-Id)"),
         );
     };
-    let Some(version) = state.touch(session_id, code) else {
+    let Some(session) = state.touch(session_id, code) else {
         return session_not_found(None);
     };
     let mut responses = Vec::new();
@@ -657,14 +841,18 @@ async fn post_batch(
             )),
             Ok(Message::Request(request)) => {
                 if request.id.is_none() && request.method == "notifications/cancelled" {
-                    cancel_in_flight(state, session_id, &request);
+                    cancel_in_flight(&session, &request);
                 }
-                let ctx = RequestContext::new(version.clone());
+                // A batch's answer is one JSON array, so nothing can be asked of the client meanwhile.
+                let ctx = RequestContext::new(session.version.clone())
+                    .with_client_capabilities(Arc::clone(&session.client_capabilities));
                 if let Some(response) = server.handle(request, &ctx).await {
                     responses.push(response);
                 }
             }
-            Ok(Message::Response(_)) => {}
+            Ok(Message::Response(response)) => {
+                session.pending.complete(response);
+            }
             Err(error) => responses.push(Response::err(id, error)),
         }
     }
@@ -682,19 +870,7 @@ fn session_not_found(id: Option<RequestId>) -> HttpResponse {
     )
 }
 
-fn register_in_flight(state: &AppState, session_id: &str, id: Option<&RequestId>, token: &CancellationToken) {
-    if let (Some(id), Some(session)) = (id, state.sessions().get_mut(session_id)) {
-        session.in_flight.insert(id.clone(), token.clone());
-    }
-}
-
-fn unregister_in_flight(state: &AppState, session_id: &str, id: Option<&RequestId>) {
-    if let (Some(id), Some(session)) = (id, state.sessions().get_mut(session_id)) {
-        session.in_flight.remove(id);
-    }
-}
-
-fn cancel_in_flight(state: &AppState, session_id: &str, note: &Request) {
+fn cancel_in_flight(session: &Session, note: &Request) {
     let Some(id) = note
         .params
         .as_ref()
@@ -703,31 +879,33 @@ fn cancel_in_flight(state: &AppState, session_id: &str, note: &Request) {
     else {
         return;
     };
-    if let Some(token) = state
-        .sessions()
-        .get_mut(session_id)
-        .and_then(|s| s.in_flight.remove(&id))
-    {
+    if let Some(token) = session.in_flight().remove(&id) {
         token.cancel();
     }
 }
 
-/// The session's server-to-client stream. This server sends no unsolicited messages (`listChanged: false`), so
-/// the stream carries keep-alive comments until the session ends.
+/// The session's server-to-client stream: the list changes the server announces (when it offers `listChanged`),
+/// and keep-alive comments, until the session ends.
 async fn get_stream(State(state): State<Arc<AppState>>, Path(code): Path<String>, headers: HeaderMap) -> HttpResponse {
-    if let Err(response) = authorize(&state, &headers, &code).await {
-        return response;
-    }
+    let server = match authorize(&state, &headers, &code).await {
+        Ok(server) => server,
+        Err(response) => return response,
+    };
     let Some(session_id) = header_str(&headers, HEADER_SESSION_ID) else {
         return (StatusCode::METHOD_NOT_ALLOWED, [(header::ALLOW, "POST")]).into_response();
     };
-    if state.touch(session_id, &code).is_none() {
-        return session_not_found(None);
-    }
-    let Some(closed) = state.sessions().get(session_id).map(|s| s.closed.clone()) else {
+    let Some(session) = state.touch(session_id, &code) else {
         return session_not_found(None);
     };
-    let stream = futures::stream::pending::<Result<Event, Infallible>>().take_until(closed.cancelled_owned());
+    let all_lists = SubscriptionFilter {
+        tools: true,
+        prompts: true,
+        resources: true,
+        resource_uris: Vec::new(),
+    };
+    let stream = change_stream(server.subscribe_changes(), all_lists, None)
+        .map(|n| Ok::<_, Infallible>(sse_event(&n)))
+        .take_until(session.closed.clone().cancelled_owned());
     let mut response = Sse::new(stream)
         .keep_alive(KeepAlive::new().interval(state.options.keep_alive))
         .into_response();
@@ -755,9 +933,8 @@ async fn delete_session(
     if state.touch(session_id, &code).is_none() {
         return session_not_found(None);
     }
-    if let Some(session) = state.sessions().remove(session_id) {
-        session.closed.cancel();
-        session.in_flight.values().for_each(CancellationToken::cancel);
+    if let Some(session) = state.sessions_mut().remove(session_id) {
+        session.close();
     }
     StatusCode::OK.into_response()
 }

@@ -11,14 +11,17 @@
 mod content;
 mod fixture;
 mod http;
+mod peer;
 mod stdio;
 
+use std::collections::HashMap;
 use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
+use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 use toolplane_core::{
     Catalog, InvokeFrom, InvokeOptions, Tool, ToolError, ToolParameter, ToolParameterForm, ToolParameterType,
@@ -26,12 +29,13 @@ use toolplane_core::{
 };
 
 use crate::protocol::{
-    self, Implementation, LATEST_SESSION_VERSION, META_SERVER_INFO, OLDEST_VERSION, Request, Response, RpcError,
-    STATELESS_VERSION, SUPPORTED_VERSIONS, is_session_version,
+    self, Implementation, LATEST_SESSION_VERSION, META_CLIENT_CAPABILITIES, META_SERVER_INFO, OLDEST_VERSION, Request,
+    Response, RpcError, STATELESS_VERSION, SUPPORTED_VERSIONS, is_session_version,
 };
 
 pub use content::messages_to_result;
 pub use http::{HttpOptions, McpServerResolver, ResolveError, StaticResolver, mcp_router};
+pub use peer::{ClientRequestError, ListChange, PendingRequests, SubscriptionFilter};
 pub use stdio::serve_stdio;
 
 /// One entry of a server's configuration: a single tool, or every tool of a provider.
@@ -85,12 +89,16 @@ pub struct McpServerConfig {
 pub struct ServerOptions {
     /// Time limit of one `tools/call` (`None`: unlimited).
     pub invoke_timeout: Option<Duration>,
+    /// How long a server-to-client request (`sampling/createMessage`, `elicitation/create`) waits for the
+    /// client's answer (default 5 min: elicitation waits for a person).
+    pub client_request_timeout: Duration,
 }
 
 impl Default for ServerOptions {
     fn default() -> Self {
         Self {
             invoke_timeout: Some(Duration::from_secs(600)),
+            client_request_timeout: Duration::from_secs(300),
         }
     }
 }
@@ -102,9 +110,18 @@ pub struct RequestContext {
     pub protocol_version: String,
     /// Fired when the client cancels the request or goes away.
     pub cancel: CancellationToken,
-    /// Notifications the handler sent while answering (progress, log messages), in order; the transport
-    /// delivers them before the response.
-    notifications: Arc<Mutex<Vec<protocol::Request>>>,
+    /// What the client declared: `initialize`'s `capabilities` (session era) or the request's
+    /// `_meta.io.modelcontextprotocol/clientCapabilities` (2026-07-28). `None`: nothing declared.
+    client_capabilities: Option<Arc<Value>>,
+    /// 2026-07-28 retries: the client's answers to an earlier `input_required` result, by key.
+    input_responses: Option<Arc<Map<String, Value>>>,
+    /// The request's outgoing messages (notifications, requests to the client), in order; the transport
+    /// forwards them (its SSE response, stdout) or takes them with [`take_notifications`](Self::take_notifications).
+    outbox: Arc<peer::Outbox>,
+    /// Where the client's answers to our requests arrive; `None` when the transport cannot carry requests to the
+    /// client.
+    pending: Option<Arc<PendingRequests>>,
+    client_timeout: Duration,
 }
 
 impl RequestContext {
@@ -113,27 +130,134 @@ impl RequestContext {
         Self {
             protocol_version: version.into(),
             cancel: CancellationToken::new(),
-            notifications: Arc::default(),
+            client_capabilities: None,
+            input_responses: None,
+            outbox: Arc::default(),
+            pending: None,
+            client_timeout: ServerOptions::default().client_request_timeout,
         }
     }
 
-    /// Queues a notification for the client, delivered on this request's response stream.
+    /// Builder: the capabilities the client declared.
+    pub fn with_client_capabilities(mut self, capabilities: Arc<Value>) -> Self {
+        self.client_capabilities = Some(capabilities);
+        self
+    }
+
+    /// Builder: the table the client's answers to our requests are matched in. The transport must then forward
+    /// the outgoing messages while the request runs (see [`next_outgoing`](Self::next_outgoing)); without it,
+    /// requests to the client fail.
+    pub fn with_pending_requests(mut self, pending: Arc<PendingRequests>) -> Self {
+        self.pending = Some(pending);
+        self
+    }
+
+    /// The next message the handler sends to the client, waiting for one (transports forward these while the
+    /// request runs).
+    pub async fn next_outgoing(&self) -> protocol::Request {
+        self.outbox.next().await
+    }
+
+    /// The next outgoing message if one is queued.
+    pub fn try_next_outgoing(&self) -> Option<protocol::Request> {
+        self.outbox.pop()
+    }
+
+    /// Builder: how long requests to the client wait for an answer.
+    pub fn with_client_timeout(mut self, timeout: Duration) -> Self {
+        self.client_timeout = timeout;
+        self
+    }
+
+    /// The capabilities the client declared, if known.
+    pub fn client_capabilities(&self) -> Option<&Value> {
+        self.client_capabilities.as_deref()
+    }
+
+    /// Sends a notification to the client on this request's stream.
     pub fn notify(&self, method: &str, params: Value) {
-        if let Ok(mut queue) = self.notifications.lock() {
-            queue.push(protocol::Request::notification(method, Some(params)));
-        }
+        self.outbox.push(protocol::Request::notification(method, Some(params)));
     }
 
-    /// Takes the notifications queued so far.
+    /// Takes the outgoing messages queued so far.
     pub fn take_notifications(&self) -> Vec<protocol::Request> {
-        self.notifications
-            .lock()
-            .map(|mut q| std::mem::take(&mut *q))
-            .unwrap_or_default()
+        self.outbox.drain()
     }
 
     fn stateless(&self) -> bool {
         self.protocol_version == STATELESS_VERSION
+    }
+
+    /// Asks the client: sends `method` with `params` and waits for its result, after checking that the client
+    /// declared `capability`. In a stateless 2026-07-28 request there is no way back to the client: the answer is
+    /// taken from the retry's `inputResponses[key]`, and without one the call fails with
+    /// [`ClientRequestError::InputRequired`], which the handler returns as it is (it becomes the
+    /// `input_required` result the client answers).
+    pub async fn request_client(
+        &self,
+        key: &str,
+        capability: &str,
+        method: &str,
+        params: Value,
+    ) -> Result<Value, ClientRequestError> {
+        let declared = self
+            .client_capabilities
+            .as_deref()
+            .and_then(|c| c.get(capability))
+            .is_some_and(|c| !c.is_null());
+        if !declared {
+            return Err(ClientRequestError::MissingCapability {
+                capability: capability.to_owned(),
+            });
+        }
+        if self.stateless() {
+            if let Some(answer) = self.input_responses.as_deref().and_then(|r| r.get(key)) {
+                return Ok(answer.clone());
+            }
+            return Err(ClientRequestError::InputRequired {
+                key: key.to_owned(),
+                request: json!({"method": method, "params": params}),
+            });
+        }
+        let Some(pending) = &self.pending else {
+            return Err(ClientRequestError::Unsupported { method: method.into() });
+        };
+        let (id, answer) = pending.register();
+        self.outbox
+            .push(protocol::Request::new(id.clone(), method, Some(params)));
+        let outcome = tokio::select! {
+            _ = self.cancel.cancelled() => Err(ClientRequestError::Closed { method: method.into() }),
+            answer = tokio::time::timeout(self.client_timeout, answer) => match answer {
+                Err(_) => {
+                    // Tell the client to stop asking its user or model; its late answer will be ignored.
+                    self.outbox.push(protocol::Request::notification(
+                        "notifications/cancelled",
+                        Some(json!({"requestId": id, "reason": "timed out"})),
+                    ));
+                    Err(ClientRequestError::Timeout { method: method.into(), timeout: self.client_timeout })
+                }
+                Ok(Err(_)) => Err(ClientRequestError::Closed { method: method.into() }),
+                Ok(Ok(response)) => response
+                    .into_result()
+                    .map_err(|error| ClientRequestError::Rejected { method: method.into(), error }),
+            },
+        };
+        if outcome.is_err() {
+            pending.forget(&id);
+        }
+        outcome
+    }
+
+    /// `sampling/createMessage` (needs the client's `sampling` capability).
+    pub async fn create_message(&self, key: &str, params: Value) -> Result<Value, ClientRequestError> {
+        self.request_client(key, "sampling", "sampling/createMessage", params)
+            .await
+    }
+
+    /// `elicitation/create` in form mode (needs the client's `elicitation` capability).
+    pub async fn elicit(&self, key: &str, params: Value) -> Result<Value, ClientRequestError> {
+        self.request_client(key, "elicitation", "elicitation/create", params)
+            .await
     }
 }
 
@@ -166,17 +290,47 @@ pub struct McpServer {
     config: McpServerConfig,
     options: ServerOptions,
     fixture: Option<Arc<fixture::ConformanceFixture>>,
+    /// List changes for `subscriptions/listen` streams and session GET streams.
+    changes: broadcast::Sender<ListChange>,
+    /// `serverInfo` as JSON, built once (2026-07-28 results carry it in `_meta`).
+    server_info_value: Value,
+    /// MCP name -> index of a single-tool entry, when every entry is a single tool and the name is unique: such a
+    /// call resolves its tool once, in the catalog, without listing anything.
+    direct: HashMap<String, usize>,
 }
 
 impl McpServer {
     /// A server over the tenant's catalog.
     pub fn new(catalog: Arc<Catalog>, tenant_id: impl Into<String>, config: McpServerConfig) -> Self {
+        let server_info_value = json!(Implementation {
+            name: config.name.clone(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            title: None,
+        });
+        let mut direct = HashMap::new();
+        if config.entries.iter().all(|e| matches!(e, ExposedEntry::Tool { .. })) {
+            let mut seen = HashSet::new();
+            for (index, entry) in config.entries.iter().enumerate() {
+                if let ExposedEntry::Tool { tool_name, name, .. } = entry {
+                    let mcp_name = sanitize_name(name.as_deref().unwrap_or(tool_name));
+                    if seen.insert(mcp_name.clone()) {
+                        direct.insert(mcp_name, index);
+                    } else {
+                        // Duplicates get renamed by the listing; leave them to the slow path.
+                        direct.remove(&mcp_name);
+                    }
+                }
+            }
+        }
         Self {
             catalog,
             tenant_id: tenant_id.into(),
             config,
             options: ServerOptions::default(),
             fixture: None,
+            changes: broadcast::channel(64).0,
+            server_info_value,
+            direct,
         }
     }
 
@@ -199,7 +353,45 @@ impl McpServer {
         &self.config
     }
 
+    /// The limits.
+    pub fn options(&self) -> &ServerOptions {
+        &self.options
+    }
+
+    /// Announces a change to every open `subscriptions/listen` stream that asked for it and every session GET
+    /// stream. Nobody listening is not an error.
+    pub fn announce(&self, change: ListChange) {
+        let _ = self.changes.send(change);
+    }
+
+    /// A receiver of the changes announced from now on.
+    pub fn subscribe_changes(&self) -> broadcast::Receiver<ListChange> {
+        self.changes.subscribe()
+    }
+
+    /// What a `subscriptions/listen` request's `notifications` asked for, narrowed to what this server offers.
+    pub fn subscription_filter(&self, requested: Option<&Value>) -> SubscriptionFilter {
+        let capabilities = self.capabilities(true);
+        let offered = |path: [&str; 2]| capabilities[path[0]][path[1]] == json!(true);
+        let asked = |key: &str| requested.and_then(|r| r.get(key)) == Some(&json!(true));
+        SubscriptionFilter {
+            tools: asked("toolsListChanged") && offered(["tools", "listChanged"]),
+            prompts: asked("promptsListChanged") && offered(["prompts", "listChanged"]),
+            resources: asked("resourcesListChanged") && offered(["resources", "listChanged"]),
+            resource_uris: if offered(["resources", "subscribe"]) {
+                requested
+                    .and_then(|r| r.get("resourceSubscriptions"))
+                    .and_then(Value::as_array)
+                    .map(|uris| uris.iter().filter_map(Value::as_str).map(str::to_owned).collect())
+                    .unwrap_or_default()
+            } else {
+                Vec::new()
+            },
+        }
+    }
+
     fn server_info(&self) -> Implementation {
+        // Kept in step with `server_info_value`.
         Implementation {
             name: self.config.name.clone(),
             version: env!("CARGO_PKG_VERSION").into(),
@@ -215,8 +407,31 @@ impl McpServer {
     }
 
     /// Handles one request or notification; `None` for notifications (they get no response).
-    pub async fn handle(&self, request: Request, ctx: &RequestContext) -> Option<Response> {
+    pub async fn handle(&self, mut request: Request, ctx: &RequestContext) -> Option<Response> {
         let id = request.id.clone()?;
+        // A stateless request declares its client's capabilities itself, and a retry after `input_required`
+        // carries the answers.
+        let local;
+        let ctx = if ctx.stateless() {
+            let params = request.params.as_ref();
+            let input_responses = params.and_then(|p| p.get("inputResponses")).and_then(Value::as_object);
+            if ctx.client_capabilities.is_none() || input_responses.is_some() {
+                let mut derived = ctx.clone();
+                if derived.client_capabilities.is_none() {
+                    derived.client_capabilities = params
+                        .and_then(|p| p.get("_meta"))
+                        .and_then(|m| m.get(META_CLIENT_CAPABILITIES))
+                        .map(|c| Arc::new(c.clone()));
+                }
+                derived.input_responses = input_responses.map(|r| Arc::new(r.clone()));
+                local = derived;
+                &local
+            } else {
+                ctx
+            }
+        } else {
+            ctx
+        };
         let removed_in_stateless = matches!(
             request.method.as_str(),
             "initialize" | "ping" | "logging/setLevel" | "resources/subscribe" | "resources/unsubscribe"
@@ -241,26 +456,31 @@ impl McpServer {
                     value
                 })
             });
-        let result = match (request.method.as_str(), fixture) {
-            (method, _) if ctx.stateless() && removed_in_stateless => Err(RpcError::method_not_found(method)),
-            (_, Some(result)) => result,
-            ("initialize", None) => Ok(self.initialize(&request)),
-            ("server/discover", None) => Ok(self.discover()),
-            ("ping", None) => Ok(json!({})),
-            ("tools/list", None) => self.list_tools(ctx).await,
-            ("tools/call", None) => self.call_tool(&request, ctx).await,
-            (other, None) => Err(RpcError::method_not_found(other)),
+        let is_initialize = request.method == "initialize";
+        let result = if request.method == "tools/call" && fixture.is_none() {
+            // The hot path: the params move into the call instead of being copied.
+            self.call_tool(request.params.take(), ctx).await
+        } else {
+            match (request.method.as_str(), fixture) {
+                (method, _) if ctx.stateless() && removed_in_stateless => Err(RpcError::method_not_found(method)),
+                (_, Some(result)) => result,
+                ("initialize", None) => Ok(self.initialize(&request)),
+                ("server/discover", None) => Ok(self.discover()),
+                ("ping", None) => Ok(json!({})),
+                ("tools/list", None) => self.list_tools(ctx).await,
+                (other, None) => Err(RpcError::method_not_found(other)),
+            }
         };
         Some(match result {
             Ok(mut result) => {
                 if ctx.stateless()
-                    && request.method != "initialize"
+                    && !is_initialize
                     && let Value::Object(map) = &mut result
                 {
                     map.entry("resultType").or_insert_with(|| json!("complete"));
                     let meta = map.entry("_meta").or_insert_with(|| json!({}));
                     if let Value::Object(meta) = meta {
-                        meta.insert(META_SERVER_INFO.into(), json!(self.server_info()));
+                        meta.insert(META_SERVER_INFO.into(), self.server_info_value.clone());
                     }
                 }
                 Response::ok(id, result)
@@ -406,52 +626,6 @@ impl McpServer {
         }
     }
 
-    /// Finds an exposed tool by its MCP name. Single-tool entries named directly are found without listing every
-    /// provider (the hot path of `tools/call`).
-    async fn find(&self, name: &str) -> Option<Exposed> {
-        let only_tools = self
-            .config
-            .entries
-            .iter()
-            .all(|e| matches!(e, ExposedEntry::Tool { .. }));
-        let candidates: Vec<&ExposedEntry> = self
-            .config
-            .entries
-            .iter()
-            .filter(|entry| match entry {
-                ExposedEntry::Tool {
-                    tool_name, name: alias, ..
-                } => sanitize_name(alias.as_deref().unwrap_or(tool_name)) == name,
-                ExposedEntry::Provider { .. } => false,
-            })
-            .collect();
-        if only_tools
-            && let [
-                ExposedEntry::Tool {
-                    provider_type,
-                    provider_id,
-                    tool_name,
-                    description,
-                    parameters,
-                    credential_id,
-                    ..
-                },
-            ] = candidates.as_slice()
-        {
-            let tool = self.load_tool(*provider_type, provider_id, tool_name).await?;
-            return Some(Exposed {
-                name: name.to_owned(),
-                provider_type: *provider_type,
-                provider_id: provider_id.clone(),
-                tool,
-                description: description.clone(),
-                fixed: parameters.clone(),
-                credential_id: credential_id.clone(),
-            });
-        }
-        self.exposed().await.into_iter().find(|e| e.name == name)
-    }
-
     async fn list_tools(&self, ctx: &RequestContext) -> Result<Value, RpcError> {
         let tools: Vec<protocol::Tool> = self
             .exposed()
@@ -473,28 +647,71 @@ impl McpServer {
         Ok(result)
     }
 
-    async fn call_tool(&self, request: &Request, ctx: &RequestContext) -> Result<Value, RpcError> {
-        let params = request.params_object();
-        let Some(name) = params.get("name").and_then(Value::as_str) else {
+    async fn call_tool(&self, params: Option<Value>, ctx: &RequestContext) -> Result<Value, RpcError> {
+        let mut params = match params {
+            Some(Value::Object(map)) => map,
+            _ => Map::new(),
+        };
+        let Some(Value::String(name)) = params.get("name") else {
             return Err(RpcError::invalid_params("tools/call needs a string \"name\""));
         };
-        let arguments = match params.get("arguments") {
+        if let Some(fixture) = &self.fixture
+            && let Some(result) = fixture.call_tool(name, &params, ctx, self).await
+        {
+            return match result {
+                Ok(result) => Ok(result),
+                Err(ClientRequestError::InputRequired { key, request }) if ctx.stateless() => {
+                    let mut requests = Map::new();
+                    requests.insert(key, request);
+                    Ok(json!({"resultType": "input_required", "inputRequests": requests}))
+                }
+                Err(error) => Err(error.to_rpc_error()),
+            };
+        }
+        let Some(Value::String(name)) = params.remove("name") else {
+            return Err(RpcError::invalid_params("tools/call needs a string \"name\""));
+        };
+        let arguments = match params.remove("arguments") {
             None | Some(Value::Null) => Map::new(),
-            Some(Value::Object(map)) => map.clone(),
+            Some(Value::Object(map)) => map,
             Some(_) => return Err(RpcError::invalid_params("\"arguments\" must be an object")),
         };
-        if let Some(fixture) = &self.fixture
-            && let Some(result) = fixture.call_tool(name, params.get("_meta"), ctx).await
-        {
-            return Ok(result);
-        }
-        let Some(exposed) = self.find(name).await else {
-            return Err(RpcError::invalid_params(format!("unknown tool: {name}")));
+        let slow;
+        let target = match self.direct.get(&name).and_then(|i| self.config.entries.get(*i)) {
+            Some(ExposedEntry::Tool {
+                provider_type,
+                provider_id,
+                tool_name,
+                parameters,
+                credential_id,
+                ..
+            }) => Target {
+                provider_type: *provider_type,
+                provider_id,
+                tool_name,
+                fixed: parameters,
+                credential_id: credential_id.as_deref(),
+            },
+            _ => {
+                let Some(exposed) = self.exposed().await.into_iter().find(|e| e.name == name) else {
+                    return Err(RpcError::invalid_params(format!("unknown tool: {name}")));
+                };
+                slow = exposed;
+                Target {
+                    provider_type: slow.provider_type,
+                    provider_id: &slow.provider_id,
+                    tool_name: &slow.tool.entity().identity.name,
+                    fixed: &slow.fixed,
+                    credential_id: slow.credential_id.as_deref(),
+                }
+            }
         };
-        let has_output_schema = output_schema(&exposed).is_some();
-        let outcome = self.invoke(&exposed, arguments, ctx).await;
-        let result = match outcome {
-            Ok(messages) => messages_to_result(messages, has_output_schema),
+        let result = match self.invoke(&target, arguments, ctx).await {
+            Ok((messages, has_output_schema)) => messages_to_result(messages, has_output_schema),
+            // A configured tool whose provider or tool is gone is as unknown as a name never configured.
+            Err(error @ (ToolError::ProviderNotFound { .. } | ToolError::ToolNotFound { .. })) => {
+                return Err(RpcError::invalid_params(format!("unknown tool: {name} ({error})")));
+            }
             Err(error) => protocol::CallToolResult {
                 content: vec![protocol::Content::text(error.to_string())],
                 is_error: Some(true),
@@ -504,52 +721,50 @@ impl McpServer {
         serde_json::to_value(&result).map_err(|e| RpcError::internal(e.to_string()))
     }
 
+    /// Invokes the target; also says whether the tool declares an object output schema (for
+    /// `structuredContent`).
     async fn invoke(
         &self,
-        exposed: &Exposed,
-        arguments: Map<String, Value>,
+        target: &Target<'_>,
+        mut arguments: Map<String, Value>,
         ctx: &RequestContext,
-    ) -> Result<Vec<toolplane_core::ToolInvokeMessage>, ToolError> {
+    ) -> Result<(Vec<toolplane_core::ToolInvokeMessage>, bool), ToolError> {
         let resolved = self
             .catalog
             .runtime(
                 &self.tenant_id,
-                exposed.provider_type,
-                &exposed.provider_id,
-                &exposed.tool.entity().identity.name,
-                exposed.credential_id.as_deref(),
+                target.provider_type,
+                target.provider_id,
+                target.tool_name,
+                target.credential_id,
             )
             .await?;
         let mut runtime = resolved.runtime;
-        runtime.runtime_parameters = exposed.fixed.clone();
+        runtime.runtime_parameters = target.fixed.clone();
         runtime.invoke_from = InvokeFrom::Mcp;
+        let entity = resolved.tool.entity();
+        let has_output_schema = object_output_schema(entity).is_some();
         // Only `form=llm` parameters come from the client; configured values cannot be overridden by it.
-        let llm: HashSet<&str> = resolved
-            .tool
-            .entity()
-            .parameters
-            .iter()
-            .filter(|p| p.form == ToolParameterForm::Llm)
-            .map(|p| p.name.as_str())
-            .collect();
-        let declared: HashSet<&str> = resolved
-            .tool
-            .entity()
-            .parameters
-            .iter()
-            .map(|p| p.name.as_str())
-            .collect();
-        let arguments: Map<String, Value> = arguments
-            .into_iter()
-            .filter(|(k, _)| llm.contains(k.as_str()) || !declared.contains(k.as_str()))
-            .collect();
+        arguments.retain(|key, _| match entity.parameters.iter().find(|p| p.name == *key) {
+            Some(parameter) => parameter.form == ToolParameterForm::Llm,
+            None => true,
+        });
         let options = InvokeOptions {
             timeout: self.options.invoke_timeout,
             cancel: ctx.cancel.clone(),
         };
         let stream = toolplane_core::invoke(resolved.tool, runtime, arguments, options).await?;
-        toolplane_core::collect_messages(stream).await
+        Ok((toolplane_core::collect_messages(stream).await?, has_output_schema))
     }
+}
+
+/// What a `tools/call` invokes.
+struct Target<'a> {
+    provider_type: ToolProviderType,
+    provider_id: &'a str,
+    tool_name: &'a str,
+    fixed: &'a Map<String, Value>,
+    credential_id: Option<&'a str>,
 }
 
 /// MCP tool names allow `[A-Za-z0-9_.-]`, 1–128 characters (SEP-986); anything else becomes `_`.
@@ -599,7 +814,11 @@ fn to_mcp_tool(exposed: &Exposed, _version: &str) -> protocol::Tool {
 
 /// The tool's declared output schema when it is an object schema (MCP requires `type: object`).
 fn output_schema(exposed: &Exposed) -> Option<Value> {
-    let schema = &exposed.tool.entity().output_schema;
+    object_output_schema(exposed.tool.entity())
+}
+
+fn object_output_schema(entity: &toolplane_core::ToolEntity) -> Option<Value> {
+    let schema = &entity.output_schema;
     if schema.is_empty() {
         return None;
     }

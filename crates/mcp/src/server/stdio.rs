@@ -9,7 +9,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use super::{McpServer, RequestContext};
+use super::{McpServer, PendingRequests, RequestContext};
 use crate::client::stdio::read_line_capped;
 use crate::protocol::{
     LATEST_SESSION_VERSION, META_PROTOCOL_VERSION, Message, RequestId, Response, RpcError, STATELESS_VERSION,
@@ -39,6 +39,9 @@ where
     });
 
     let in_flight: Arc<Mutex<HashMap<RequestId, CancellationToken>>> = Arc::default();
+    // Our requests to the client (sampling, elicitation) wait here for the responses it writes to stdin.
+    let pending: Arc<PendingRequests> = Arc::default();
+    let mut client_capabilities = Arc::new(Value::Object(serde_json::Map::new()));
     let mut negotiated = LATEST_SESSION_VERSION.to_owned();
     let mut tasks = JoinSet::new();
     let mut reader = BufReader::new(input);
@@ -73,7 +76,12 @@ where
             .and_then(|id| serde_json::from_value::<RequestId>(id.clone()).ok());
         let request = match Message::from_value(value) {
             Ok(Message::Request(request)) => request,
-            Ok(Message::Response(_)) => continue,
+            Ok(Message::Response(response)) => {
+                if !pending.complete(response) {
+                    tracing::debug!("ignoring a client response that no request waits for");
+                }
+                continue;
+            }
             Err(error) => {
                 send(&tx, &Response::err(id, error)).await;
                 continue;
@@ -111,6 +119,9 @@ where
             _ => negotiated.clone(),
         };
         if request.method == "initialize" {
+            if let Some(capabilities) = request.params.as_ref().and_then(|p| p.get("capabilities")) {
+                client_capabilities = Arc::new(capabilities.clone());
+            }
             // Negotiate inline so later requests see the version.
             let ctx = RequestContext::new(LATEST_SESSION_VERSION);
             if let Some(response) = server.handle(request, &ctx).await {
@@ -126,7 +137,14 @@ where
             }
             continue;
         }
-        let ctx = RequestContext::new(version);
+        let stateless = version == STATELESS_VERSION;
+        let mut ctx = RequestContext::new(version)
+            .with_client_timeout(server.options().client_request_timeout)
+            .with_pending_requests(Arc::clone(&pending));
+        if !stateless {
+            // Stateless requests carry their own capabilities in `_meta`.
+            ctx = ctx.with_client_capabilities(Arc::clone(&client_capabilities));
+        }
         if let Some(id) = &request.id {
             lock(&in_flight).insert(id.clone(), ctx.cancel.clone());
         }
@@ -135,13 +153,27 @@ where
         let in_flight = Arc::clone(&in_flight);
         tasks.spawn(async move {
             let id = request.id.clone();
-            let response = server.handle(request, &ctx).await;
+            let cancel = ctx.cancel.clone();
+            let outbox = Arc::clone(&ctx.outbox);
+            let handler = async move { server.handle(request, &ctx).await };
+            tokio::pin!(handler);
+            // Forward the handler's notifications and requests to the client as they come, then its response.
+            let response = loop {
+                tokio::select! {
+                    biased;
+                    message = outbox.next() => send(&tx, &message).await,
+                    response = &mut handler => break response,
+                }
+            };
+            for message in outbox.drain() {
+                send(&tx, &message).await;
+            }
             if let Some(id) = id {
                 lock(&in_flight).remove(&id);
             }
             // A cancelled request gets no response (the client has forgotten it).
             if let Some(response) = response
-                && !ctx.cancel.is_cancelled()
+                && !cancel.is_cancelled()
             {
                 send(&tx, &response).await;
             }
@@ -159,8 +191,8 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     }
 }
 
-async fn send(tx: &mpsc::Sender<String>, response: &Response) {
-    if let Ok(line) = serde_json::to_string(response) {
+async fn send<T: serde::Serialize>(tx: &mpsc::Sender<String>, message: &T) {
+    if let Ok(line) = serde_json::to_string(message) {
         let _ = tx.send(line).await;
     }
 }
