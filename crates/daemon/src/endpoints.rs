@@ -118,15 +118,25 @@ impl EndpointKeys {
 /// One row of `endpoints`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EndpointRow {
+    /// UUIDv7.
     pub id: String,
+    /// Unix milliseconds.
     pub created_at: i64,
+    /// Unix milliseconds.
     pub updated_at: i64,
+    /// The name the console gave it.
     pub name: String,
+    /// [`HOOK_ID_LEN`] lowercase letters: the secret part of `/e/{hook_id}/…`.
     pub hook_id: String,
+    /// The tenant that set it up.
     pub tenant_id: String,
+    /// The user that set it up.
     pub user_id: String,
+    /// `author/name` of the plugin; the tenant's installed version serves it.
     pub plugin_id: String,
+    /// Unix milliseconds (always 2050-01-01, as the original).
     pub expired_at: i64,
+    /// Disabled endpoints answer 404.
     pub enabled: bool,
     /// As stored: secret values are ciphertext.
     pub settings: Map<String, Value>,

@@ -406,6 +406,14 @@ async fn endpoints_end_to_end_with_a_real_plugin() {
     );
     assert!(started.elapsed() < Duration::from_secs(8), "{:?}", started.elapsed());
 
+    // A plugin that does not answer in time: 500 naming the timeout.
+    let started = Instant::now();
+    let late = f.client.get(f.hook(&hook, "/slow?seconds=6")).send().await.unwrap();
+    assert_eq!(late.status(), 500);
+    assert!(started.elapsed() < Duration::from_secs(8), "{:?}", started.elapsed());
+    let late: Value = late.json().await.unwrap();
+    assert!(error_of(&late).1.contains("killed by timeout"), "{late}");
+
     // ---- a failing plugin: 500 with a clear message ----
     let failed = f.client.get(f.hook(&hook, "/fail")).send().await.unwrap();
     assert_eq!(failed.status(), 500);
