@@ -176,16 +176,44 @@ struct Figures {
     wall: Duration,
     p50: Duration,
     p99: Duration,
+    /// CPU time of the server's runtime threads per call (user + system), less sensitive than wall-clock figures
+    /// to other load on the machine.
+    server_cpu: Duration,
+}
+
+/// CPU time so far of this process's threads named `tokio-rt-worker` (the server's runtime), from /proc.
+fn server_cpu() -> Duration {
+    let mut ticks = 0u64;
+    if let Ok(tasks) = std::fs::read_dir("/proc/self/task") {
+        for task in tasks.flatten() {
+            let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
+                continue;
+            };
+            // `pid (comm) state ...`: utime and stime are fields 14 and 15, i.e. 11 and 12 after the comm.
+            let Some((head, rest)) = stat.rsplit_once(')') else {
+                continue;
+            };
+            if !head.ends_with("tokio-rt-worker") {
+                continue;
+            }
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            let parse = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
+            ticks += parse(11) + parse(12);
+        }
+    }
+    // USER_HZ is 100 on Linux.
+    Duration::from_millis(ticks * 10)
 }
 
 impl std::fmt::Display for Figures {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{:>7.0} calls/s  p50 {:>6.1} µs  p99 {:>7.1} µs  ({} calls in {:.2} s)",
+            "{:>7.0} calls/s  p50 {:>6.1} µs  p99 {:>7.1} µs  server CPU {:>5.1} µs/call  ({} calls in {:.2} s)",
             self.calls as f64 / self.wall.as_secs_f64(),
             self.p50.as_secs_f64() * 1e6,
             self.p99.as_secs_f64() * 1e6,
+            self.server_cpu.as_secs_f64() * 1e6 / self.calls as f64,
             self.calls,
             self.wall.as_secs_f64()
         )
@@ -205,6 +233,7 @@ fn load(target: Target, addr: SocketAddr, calls: usize, interval: Option<Duratio
         }
     }
     let started = Instant::now();
+    let cpu_before = server_cpu();
     let mut threads = Vec::new();
     for (c, mut conn) in connections.into_iter().enumerate() {
         threads.push(std::thread::spawn(move || {
@@ -235,6 +264,7 @@ fn load(target: Target, addr: SocketAddr, calls: usize, interval: Option<Duratio
         all.extend(thread.join().unwrap());
     }
     let wall = started.elapsed();
+    let server_cpu = server_cpu().saturating_sub(cpu_before);
     all.sort();
     let pct = |p: f64| all[((all.len() as f64 * p) as usize).min(all.len() - 1)];
     Figures {
@@ -242,6 +272,7 @@ fn load(target: Target, addr: SocketAddr, calls: usize, interval: Option<Duratio
         wall,
         p50: pct(0.50),
         p99: pct(0.99),
+        server_cpu,
     }
 }
 

@@ -564,3 +564,48 @@ async fn python_sdk_client_answers_elicitation_and_sampling_in_both_eras() {
     let error = out["test_elicitation"]["error"].as_str().unwrap_or_default();
     assert!(error.contains("`elicitation` capability"), "{out}");
 }
+
+#[tokio::test]
+async fn stdio_carries_requests_to_the_client_and_their_answers() {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let (client_side, server_side) = tokio::io::duplex(1 << 20);
+    let (server_read, server_write) = tokio::io::split(server_side);
+    let serving = tokio::spawn(toolplane_mcp::serve_stdio(
+        Arc::new(fixture_server()),
+        server_read,
+        server_write,
+    ));
+    let (client_read, mut client_write) = tokio::io::split(client_side);
+    let mut lines = BufReader::new(client_read).lines();
+    let mut next = async || -> Value {
+        let line = tokio::time::timeout(std::time::Duration::from_secs(5), lines.next_line())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        serde_json::from_str(&line).unwrap()
+    };
+    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": "2025-11-25",
+        "capabilities": {"elicitation": {}}, "clientInfo": {"name": "t", "version": "1"}}});
+    client_write.write_all(format!("{init}\n").as_bytes()).await.unwrap();
+    assert_eq!(next().await["id"], 1);
+    let call = call_tool(2, "test_elicitation_sep1330_enums", json!({}));
+    client_write.write_all(format!("{call}\n").as_bytes()).await.unwrap();
+    let request = next().await;
+    assert_eq!(request["method"], "elicitation/create");
+    let titled = &request["params"]["requestedSchema"]["properties"]["titledMulti"]["items"]["anyOf"];
+    assert_eq!(titled[0], json!({"const": "value1", "title": "First Choice"}));
+    let answer = json!({"jsonrpc": "2.0", "id": request["id"],
+        "result": {"action": "accept", "content": {"untitledSingle": "option2"}}});
+    client_write.write_all(format!("{answer}\n").as_bytes()).await.unwrap();
+    let result = next().await;
+    assert_eq!(result["id"], 2);
+    let text = result["result"]["content"][0]["text"].as_str().unwrap();
+    assert!(text.contains("action=accept") && text.contains("option2"), "{text}");
+    client_write.shutdown().await.unwrap();
+    tokio::time::timeout(std::time::Duration::from_secs(5), serving)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+}

@@ -367,6 +367,43 @@ async fn post_message(
     }
 }
 
+/// [`Message::from_value`], with a fast path for well-formed requests: their fields move out of the parsed object
+/// instead of being deserialized a second time (which would rebuild every nested map of `params`).
+fn into_message(value: Value) -> Result<Message, RpcError> {
+    let Value::Object(mut map) = value else {
+        return Message::from_value(value);
+    };
+    let well_formed = map.len() <= 4
+        && map.get("jsonrpc").and_then(Value::as_str) == Some("2.0")
+        && map.get("method").is_some_and(Value::is_string)
+        && map
+            .get("params")
+            .is_none_or(|p| p.is_object() || p.is_array() || p.is_null())
+        && map.get("id").is_none_or(|id| id.is_string() || id.is_i64())
+        && map
+            .keys()
+            .all(|k| matches!(k.as_str(), "jsonrpc" | "method" | "params" | "id"));
+    if !well_formed {
+        return Message::from_value(Value::Object(map));
+    }
+    let id = match map.remove("id") {
+        Some(Value::String(s)) => Some(RequestId::String(s)),
+        Some(Value::Number(n)) => n.as_i64().map(RequestId::Number),
+        _ => None,
+    };
+    let Some(Value::String(method)) = map.remove("method") else {
+        // Checked above; unreachable, but answered as the slow path would.
+        return Err(RpcError::invalid_request(r#""method" must be a string"#));
+    };
+    let params = map.remove("params").filter(|p| !p.is_null());
+    Ok(Message::Request(Request {
+        jsonrpc: crate::protocol::JsonRpcVersion,
+        id,
+        method,
+        params,
+    }))
+}
+
 fn request_id(value: &Value) -> Option<RequestId> {
     value.get("id").and_then(|id| serde_json::from_value(id.clone()).ok())
 }
@@ -383,7 +420,7 @@ async fn post_single(
     value: Value,
 ) -> HttpResponse {
     let id = request_id(&value);
-    let request = match Message::from_value(value) {
+    let request = match into_message(value) {
         Ok(Message::Request(request)) => request,
         Ok(Message::Response(response)) => return client_response(state, code, headers, response),
         Err(error) => return rpc_error(StatusCode::BAD_REQUEST, id, error),
@@ -699,7 +736,15 @@ async fn stateless(state: &AppState, server: Arc<McpServer>, headers: &HeaderMap
     }
 
     // No way back to the client within a stateless request: questions become `input_required` results.
-    let ctx = RequestContext::new(STATELESS_VERSION);
+    let mut request = request;
+    let mut ctx = RequestContext::new(STATELESS_VERSION);
+    // The declared capabilities move out of `_meta` (validated above) instead of being copied by the handler.
+    if let Some(Value::Object(params)) = &mut request.params
+        && let Some(Value::Object(meta)) = params.get_mut("_meta")
+        && let Some(capabilities) = meta.shift_remove(META_CLIENT_CAPABILITIES)
+    {
+        ctx = ctx.with_client_capabilities(Arc::new(capabilities));
+    }
     let outbox = Arc::clone(&ctx.outbox);
     let handler = async move {
         let _cancel_on_drop = ctx.cancel.clone().drop_guard();
