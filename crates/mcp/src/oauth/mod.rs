@@ -212,11 +212,13 @@ pub async fn discover(
         }
     };
     // RFC 8414 §3.3: metadata whose issuer is not the one it was fetched for may be an impostor's; its endpoints
-    // must not be used. Legacy servers (no PRM) are compared without a trailing slash, as their issuer is only
-    // the origin we derived.
-    match authorization_server.issuer.as_deref() {
+    // must not be used. Legacy servers (no PRM, 2025-03-26) have no announced issuer, only the origin we derived
+    // and fetched the metadata from: any issuer on that same origin is theirs.
+    let mut issuer_id = issuer_id;
+    let same_origin = |declared: &str| Url::parse(declared).is_ok_and(|d| d.origin() == server.origin());
+    match authorization_server.issuer.clone().as_deref() {
         Some(declared) if declared == issuer_id => {}
-        Some(declared) if prm.is_none() && declared.trim_end_matches('/') == issuer_id => {}
+        Some(declared) if prm.is_none() && same_origin(declared) => issuer_id = declared.to_owned(),
         Some(declared) => {
             return Err(OAuthError::Discovery(format!(
                 "the authorization server metadata names issuer {declared:?} but was fetched for {issuer_id:?}; \
