@@ -20,9 +20,9 @@ use toolplane_core::{
     ToolParameter, ToolParameterForm, ToolParameterType, ToolProvider, ToolProviderEntity, ToolProviderIdentity,
     ToolProviderType, ToolRuntime,
 };
-use toolplane_net::SafeClient;
+use toolplane_net::{NetError, SafeClient, TimeoutPhase};
 
-use crate::client::{CallOptions, ClientOptions, McpClient, McpError, StdioCommand};
+use crate::client::{CallOptions, ClientOptions, McpClient, McpError, StdioCommand, TransportKind};
 use crate::protocol::{self, CallToolResult, Content};
 
 /// Where an MCP server lives.
@@ -404,7 +404,9 @@ impl Tool for McpTool {
         // A kept connection may have died since its last use (server restarted, child exited) or its token been
         // revoked: when the pool forgets it, try once more on a fresh one (which refreshes tokens after a 401).
         // Only failures that mean the call was not carried out qualify.
-        if let Err(McpError::Closed(_) | McpError::Net(_) | McpError::Unauthorized { .. }) = &result
+        let stdio = client.server().await.transport == TransportKind::Stdio;
+        if let Err(e) = &result
+            && not_carried_out(e, stdio)
             && self.connector.discard(&self.config, &client).await
         {
             let connect = self.connector.connect(&self.config);
@@ -421,6 +423,20 @@ impl Tool for McpTool {
         let result = result.map_err(|e| call_error(&self.config, e))?;
         let messages = result_to_messages(result)?;
         Ok(futures::stream::iter(messages.into_iter().map(Ok)).boxed())
+    }
+}
+
+/// Whether a failed call certainly did not run on the server, so making it again is safe: the connection could
+/// not be opened, the server refused our credentials, or the child process was already gone. (A closed HTTP
+/// response stream does not qualify: the server may have run the tool.)
+fn not_carried_out(error: &McpError, stdio: bool) -> bool {
+    match error {
+        McpError::Unauthorized { .. } => true,
+        McpError::Closed(_) => stdio,
+        McpError::Net(NetError::Http { source, .. }) => source.is_connect(),
+        McpError::Net(NetError::Timeout { phase, .. }) => *phase == TimeoutPhase::Connect,
+        McpError::Net(NetError::Dns { .. }) => true,
+        _ => false,
     }
 }
 

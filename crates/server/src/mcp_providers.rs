@@ -965,7 +965,7 @@ impl McpProviders {
 
     /// `GET /console/api/mcp/oauth/callback?code&state`: the state (single use, unexpired) names the tenant and
     /// provider; the code is exchanged, the tokens stored encrypted, and the tools listed.
-    pub async fn callback(&self, code: &str, state: &str) -> Result<(), ApiError> {
+    pub async fn callback(&self, code: &str, state: &str, iss: Option<&str>) -> Result<(), ApiError> {
         let pending = self
             .store
             .mcp_oauth_states()
@@ -978,9 +978,20 @@ impl McpProviders {
             .map_err(|e| ApiError::internal(format!("stored OAuth discovery is not valid: {e}")))?;
         let client: ClientInformation = serde_json::from_str(&self.decrypt(&tenant, &pending.client_info).await?)
             .map_err(|e| ApiError::internal(format!("stored OAuth client is not valid: {e}")))?;
+        // RFC 9207: a response naming another issuer (or none, when this one promised to) may come from a
+        // mix-up attack; its code must not reach this server's token endpoint.
+        let mut params = vec![
+            ("code".to_owned(), code.to_owned()),
+            ("state".to_owned(), state.to_owned()),
+        ];
+        if let Some(iss) = iss {
+            params.push(("iss".to_owned(), iss.to_owned()));
+        }
+        let code = oauth::validate_authorization_response(&discovery, state, &params)
+            .map_err(|e| ApiError::invalid(format!("The authorization response was refused: {e}")))?;
         let verifier = self.decrypt(&tenant, &pending.code_verifier).await?;
         let http = self.http().await?;
-        let tokens = oauth::exchange_code(&http, &discovery, &client, code, &verifier, &pending.redirect_uri)
+        let tokens = oauth::exchange_code(&http, &discovery, &client, &code, &verifier, &pending.redirect_uri)
             .await
             .map_err(|e| ApiError::invalid(format!("Failed to exchange the authorization code: {e}")))?;
         let mut credentials = provider.credentials.clone();

@@ -453,7 +453,13 @@ impl Transport for HttpTransport {
         }
         let conn = Arc::clone(&self.conn);
         let stateless = details.is_stateless();
-        tokio::spawn(async move { server_stream(conn, stateless, token).await });
+        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+        tokio::spawn(async move { server_stream(conn, stateless, token, Some(ready_tx)).await });
+        if !stateless {
+            // Servers send their own requests on the GET stream as soon as a call needs them; make sure it is
+            // open (or refused) before the first call goes out. Bounded: a slow server must not stall the client.
+            let _ = tokio::time::timeout(Duration::from_secs(2), ready_rx).await;
+        }
     }
 
     async fn reset_session(&self) {
@@ -491,7 +497,12 @@ impl Transport for HttpTransport {
 
 /// Keeps a server-to-client stream open: the GET stream in the session era, `subscriptions/listen` in the
 /// stateless era. Reconnects with backoff until stopped; gives up when the server says it has no such stream.
-async fn server_stream(conn: Arc<Conn>, stateless: bool, stop: CancellationToken) {
+async fn server_stream(
+    conn: Arc<Conn>,
+    stateless: bool,
+    stop: CancellationToken,
+    mut ready: Option<tokio::sync::oneshot::Sender<()>>,
+) {
     let mut backoff = Duration::from_millis(500);
     let mut listen_id = 0u64;
     loop {
@@ -529,6 +540,9 @@ async fn server_stream(conn: Arc<Conn>, stateless: bool, stop: CancellationToken
             }
             builder.send().await.map_err(McpError::from)
         };
+        if let Some(ready) = ready.take() {
+            let _ = ready.send(());
+        }
         let outcome = tokio::select! {
             _ = stop.cancelled() => return,
             outcome = read_stream(&conn, request, &ctx) => outcome,

@@ -913,3 +913,46 @@ pub(crate) fn snippet(body: &[u8]) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn x_mcp_header_annotations_are_validated() {
+        let schema = json!({"properties": {
+            "region": {"type": "string", "x-mcp-header": "Region"},
+            "n": {"type": "integer", "x-mcp-header": "N"},
+            "plain": {"type": "number"},
+        }});
+        let mut params = header_params(&schema).unwrap();
+        params.sort();
+        assert_eq!(
+            params,
+            vec![
+                ("n".to_owned(), "N".to_owned()),
+                ("region".to_owned(), "Region".to_owned())
+            ]
+        );
+        for bad in [
+            json!({"properties": {"a": {"type": "string", "x-mcp-header": ""}}}),
+            json!({"properties": {"a": {"type": "number", "x-mcp-header": "A"}}}),
+            json!({"properties": {"a": {"type": "object", "x-mcp-header": "A"}}}),
+            json!({"properties": {"a": {"type": "string", "x-mcp-header": "My Region"}}}),
+            json!({"properties": {"a": {"type": "string", "x-mcp-header": "Région"}}}),
+            json!({"properties": {"a": {"type": "string", "x-mcp-header": "A:B"}}}),
+            json!({"properties": {"a": {"type": "string", "x-mcp-header": "X"}, "b": {"type": "string", "x-mcp-header": "x"}}}),
+        ] {
+            assert!(header_params(&bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn unsafe_header_values_are_base64_wrapped() {
+        assert_eq!(encode_header_value("us west 1"), "us west 1");
+        assert_eq!(encode_header_value(""), "");
+        assert_eq!(encode_header_value(" padded"), "=?base64?IHBhZGRlZA==?=");
+        assert_eq!(encode_header_value("line1\nline2"), "=?base64?bGluZTEKbGluZTI=?=");
+        assert!(encode_header_value("世界").starts_with("=?base64?"));
+    }
+}

@@ -212,11 +212,13 @@ pub async fn discover(
         }
     };
     // RFC 8414 §3.3: metadata whose issuer is not the one it was fetched for may be an impostor's; its endpoints
-    // must not be used. Legacy servers (no PRM) are compared without a trailing slash, as their issuer is only
-    // the origin we derived.
-    match authorization_server.issuer.as_deref() {
+    // must not be used. Legacy servers (no PRM, 2025-03-26) have no announced issuer, only the origin we derived
+    // and fetched the metadata from: any issuer on that same origin is theirs.
+    let mut issuer_id = issuer_id;
+    let same_origin = |declared: &str| Url::parse(declared).is_ok_and(|d| d.origin() == server.origin());
+    match authorization_server.issuer.clone().as_deref() {
         Some(declared) if declared == issuer_id => {}
-        Some(declared) if prm.is_none() && declared.trim_end_matches('/') == issuer_id => {}
+        Some(declared) if prm.is_none() && same_origin(declared) => issuer_id = declared.to_owned(),
         Some(declared) => {
             return Err(OAuthError::Discovery(format!(
                 "the authorization server metadata names issuer {declared:?} but was fetched for {issuer_id:?}; \
@@ -1025,6 +1027,74 @@ mod tests {
             format!("{form}"),
             format!("Bearer token (expires_at {:?})", form.expires_at)
         );
+    }
+
+    fn discovery(iss_supported: Option<bool>) -> OAuthDiscovery {
+        OAuthDiscovery {
+            resource: "https://mcp.example.com/mcp".into(),
+            protected_resource: None,
+            authorization_server: AuthorizationServerMetadata {
+                issuer: Some("https://as.example.com".into()),
+                authorization_response_iss_parameter_supported: iss_supported,
+                ..AuthorizationServerMetadata::default()
+            },
+            scope: Some("read".into()),
+            issuer: "https://as.example.com".into(),
+        }
+    }
+
+    fn params(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+    }
+
+    #[test]
+    fn authorization_responses_are_checked_for_state_and_issuer() {
+        let advertised = discovery(Some(true));
+        let ok = params(&[("code", "c1"), ("state", "s1"), ("iss", "https://as.example.com")]);
+        assert_eq!(validate_authorization_response(&advertised, "s1", &ok).unwrap(), "c1");
+        // Advertised but missing, wrong, or "normalised" with a slash: refused.
+        for bad in [
+            params(&[("code", "c1"), ("state", "s1")]),
+            params(&[("code", "c1"), ("state", "s1"), ("iss", "https://evil.example.com")]),
+            params(&[("code", "c1"), ("state", "s1"), ("iss", "https://as.example.com/")]),
+        ] {
+            assert!(
+                validate_authorization_response(&advertised, "s1", &bad).is_err(),
+                "{bad:?}"
+            );
+        }
+        // Not advertised: absent is fine, a wrong one is still refused.
+        let quiet = discovery(None);
+        assert!(validate_authorization_response(&quiet, "s1", &params(&[("code", "c1"), ("state", "s1")])).is_ok());
+        let wrong = params(&[("code", "c1"), ("state", "s1"), ("iss", "https://evil.example.com")]);
+        assert!(validate_authorization_response(&quiet, "s1", &wrong).is_err());
+        // State and error handling.
+        assert!(validate_authorization_response(&quiet, "s2", &params(&[("code", "c1"), ("state", "s1")])).is_err());
+        let denied = params(&[("error", "access_denied"), ("state", "s1")]);
+        assert!(matches!(
+            validate_authorization_response(&quiet, "s1", &denied),
+            Err(OAuthError::Server { .. })
+        ));
+    }
+
+    #[test]
+    fn step_up_requests_the_union_of_scopes() {
+        let mut d = discovery(None);
+        assert!(d.escalate("write read"));
+        assert_eq!(d.scope.as_deref(), Some("read write"));
+        assert!(!d.escalate("write"));
+    }
+
+    #[test]
+    fn metadata_documents_need_https_urls() {
+        let metadata = ClientMetadata::authorization_code("https://toolplane.example.com/callback");
+        let doc = client_metadata_document("https://toolplane.example.com/oauth/client.json", &metadata).unwrap();
+        assert_eq!(doc["client_id"], "https://toolplane.example.com/oauth/client.json");
+        assert_eq!(doc["redirect_uris"][0], "https://toolplane.example.com/callback");
+        assert!(client_metadata_document("http://toolplane.example.com/c.json", &metadata).is_err());
+        assert!(client_metadata_document("https://toolplane.example.com/", &metadata).is_err());
+        let client = ClientInformation::metadata_document("https://toolplane.example.com/oauth/client.json");
+        assert!(client.client_secret.is_none());
     }
 
     #[test]

@@ -143,6 +143,8 @@ struct CallbackQuery {
     code: Option<String>,
     state: Option<String>,
     error: Option<String>,
+    /// RFC 9207: the issuer of the response, checked against the authorization server's metadata.
+    iss: Option<String>,
 }
 
 async fn callback(State(state): State<AppState>, Query(query): Query<CallbackQuery>) -> Response {
@@ -163,7 +165,11 @@ async fn callback(State(state): State<AppState>, Query(query): Query<CallbackQue
     let Some(code) = query.code else {
         return fail("the callback has no code".into());
     };
-    match state.mcp_providers.callback(&code, &oauth_state).await {
+    match state
+        .mcp_providers
+        .callback(&code, &oauth_state, query.iss.as_deref())
+        .await
+    {
         Ok(()) => Redirect::to(&web).into_response(),
         Err(e) => fail(e.message),
     }
