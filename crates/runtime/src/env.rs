@@ -245,8 +245,12 @@ impl Environments {
 
     async fn download_uv(&self, target: &Path) -> Result<(), EnvError> {
         let (python, _) = find_python(&self.config, "3.8")?;
-        let staging = self.config.tools_path.join("uv-download");
-        let _ = tokio::fs::remove_dir_all(&staging).await;
+        // A staging folder of its own: several processes (test runners, serve + daemon) may download at once, and
+        // the in-process lock does not stop them from emptying each other's working folder.
+        let staging = self
+            .config
+            .tools_path
+            .join(format!("uv-download-{}", uuid::Uuid::new_v4().simple()));
         tokio::fs::create_dir_all(&staging)
             .await
             .map_err(|e| EnvError::io(&staging, e))?;
@@ -256,9 +260,11 @@ impl Environments {
         if let Some(mirror) = &self.config.pip_mirror_url {
             pip.arg("--index-url").arg(mirror);
         }
-        self.step("downloading uv from PyPI", &staging, &mut pip)
-            .await
-            .map_err(|e| EnvError::Uv(format!("uv is not installed and could not be downloaded: {e}")))?;
+        let downloaded = self.step("downloading uv from PyPI", &staging, &mut pip).await;
+        if let Err(e) = downloaded {
+            let _ = tokio::fs::remove_dir_all(&staging).await;
+            return Err(EnvError::Uv(format!("uv is not installed and could not be downloaded: {e}")));
+        }
         let wheel = std::fs::read_dir(&staging)
             .map_err(|e| EnvError::io(&staging, e))?
             .filter_map(Result::ok)
@@ -463,7 +469,8 @@ fn extract_uv(wheel: &Path, target: &Path) -> Result<(), EnvError> {
     if let Some(parent) = target.parent() {
         std::fs::create_dir_all(parent).map_err(|e| EnvError::io(parent, e))?;
     }
-    let partial = target.with_extension("partial");
+    // Unique per extraction; the rename below is atomic, so concurrent extractions each install a whole binary.
+    let partial = target.with_extension(format!("partial-{}", uuid::Uuid::new_v4().simple()));
     let mut out = std::fs::File::create(&partial).map_err(|e| EnvError::io(&partial, e))?;
     std::io::copy(&mut entry, &mut out).map_err(|e| EnvError::io(&partial, e))?;
     drop(out);
