@@ -327,3 +327,49 @@ async fn provider_lists_from_cache_and_maps_results() {
         .unwrap_err();
     assert!(matches!(err, ToolError::Timeout { .. }), "{err}");
 }
+
+/// Session era: a server that adds a tool announces it on the GET stream; the client reports the notification
+/// and the next `tools/list` shows the tool.
+#[tokio::test]
+async fn session_era_list_changed_on_the_get_stream() {
+    let Some(py) = python() else { return };
+    let port = common::free_port();
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/growing_server.py");
+    let _child = tokio::process::Command::new(&py)
+        .arg(script)
+        .arg("streamable-http")
+        .arg(port.to_string())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+        assert!(tokio::time::Instant::now() < deadline, "growing server did not start");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let options = ClientOptions {
+        era: EraPreference::Session,
+        ..ClientOptions::default()
+    };
+    let url = format!("http://127.0.0.1:{port}/mcp");
+    let client = McpClient::connect_http(loopback_client(), &url, options).await.unwrap();
+    let mut notes = client.notifications();
+    client
+        .call_tool("grow", args(json!({"name": "later"})), CallOptions::default())
+        .await
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if notes.recv().await.unwrap().method == "notifications/tools/list_changed" {
+                return;
+            }
+        }
+    })
+    .await
+    .expect("list_changed notification");
+    let names: Vec<String> = client.list_tools().await.unwrap().into_iter().map(|t| t.name).collect();
+    assert!(names.contains(&"later".to_owned()), "{names:?}");
+    client.close().await;
+}

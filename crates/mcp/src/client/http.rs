@@ -440,10 +440,16 @@ impl Transport for HttpTransport {
 
     async fn after_initialize(&self, details: &ServerDetails) {
         Conn::write(&self.conn.protocol_version, Some(details.protocol_version.clone()));
-        // Session era: servers send their own requests (elicitation, sampling) on the GET stream, so a client that
-        // can answer them listens there too. Stateless: `subscriptions/listen` carries only list changes.
-        let server_requests = self.conn.handler.is_some() && !details.is_stateless();
-        if !details.tools_list_changed() && !server_requests {
+        // Session era: the GET stream carries the server's own requests (elicitation, sampling) and its list
+        // changes — some servers send `list_changed` without announcing `tools.listChanged` in `initialize` — so
+        // the client listens whenever the server has tools or it can answer requests (a server without a stream
+        // answers 405 and that is the end of it). Stateless: `subscriptions/listen` only for announced changes.
+        let wanted = if details.is_stateless() {
+            details.tools_list_changed()
+        } else {
+            self.conn.handler.is_some() || details.capabilities.get("tools").is_some()
+        };
+        if !wanted {
             return;
         }
         let token = CancellationToken::new();

@@ -3,7 +3,6 @@
 Usage: growing_server.py TRANSPORT [PORT]   (TRANSPORT: stdio or streamable-http)
 - `grow(name)` adds a tool called NAME and announces `notifications/tools/list_changed` (on the session's GET
   stream in the session era, to `subscriptions/listen` in the 2026-07-28 era);
-- `sessions()` says how many distinct client sessions have called a tool, so tests can see connection reuse.
 """
 
 import sys
@@ -11,32 +10,15 @@ import sys
 from mcp.server.mcpserver import Context, MCPServer
 
 mcp = MCPServer("growing-server")
-SEEN_SESSIONS: set[int] = set()
-
-
-def _seen(ctx: Context) -> None:
-    try:
-        SEEN_SESSIONS.add(id(ctx.session))
-    except Exception:  # no session in the stateless era
-        pass
 
 
 @mcp.tool(description="Echo the text back")
-def echo(text: str, ctx: Context) -> str:
-    _seen(ctx)
+def echo(text: str) -> str:
     return text
-
-
-@mcp.tool(description="How many client sessions have called tools")
-def sessions(ctx: Context) -> str:
-    _seen(ctx)
-    return str(len(SEEN_SESSIONS))
 
 
 @mcp.tool(description="Adds a tool named NAME and announces the change")
 async def grow(name: str, ctx: Context) -> str:
-    _seen(ctx)
-
     def added(text: str) -> str:
         return f"{name} says {text}"
 
