@@ -237,3 +237,42 @@ fn daemon_serves_remote_debugging() {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+/// The hidden launcher `toolplane __plugin-sandbox` that `serve` and `daemon` put in front of every plugin: it
+/// confines itself (Landlock + seccomp) and execs the command; the command only reaches the allowed folders.
+#[test]
+fn the_plugin_sandbox_launcher_confines_what_it_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let allowed = dir.path().join("plugin");
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&allowed).unwrap();
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(allowed.join("mine.txt"), "mine").unwrap();
+    std::fs::write(data.join("server_key"), "secret").unwrap();
+    let sandboxed = |args: &[&str]| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_toolplane"));
+        command.env_clear().args(["__plugin-sandbox", "--strict"]);
+        for dir in ["/usr", "/bin", "/lib", "/lib64"] {
+            command.args(["--read-exec", dir]);
+        }
+        command.arg("--full").arg(&allowed).arg("--").args(args);
+        command.output().unwrap()
+    };
+    let ok = sandboxed(&["cat", allowed.join("mine.txt").to_str().unwrap()]);
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    assert_eq!(String::from_utf8_lossy(&ok.stdout), "mine");
+    let denied = sandboxed(&["cat", data.join("server_key").to_str().unwrap()]);
+    assert!(!denied.status.success());
+    assert!(
+        String::from_utf8_lossy(&denied.stderr).contains("Permission denied"),
+        "{}",
+        String::from_utf8_lossy(&denied.stderr)
+    );
+
+    let usage = Command::new(env!("CARGO_BIN_EXE_toolplane"))
+        .args(["__plugin-sandbox", "--read"])
+        .output()
+        .unwrap();
+    assert_eq!(usage.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&usage.stderr).contains("--read needs a path"));
+}
