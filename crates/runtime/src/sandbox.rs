@@ -108,7 +108,7 @@ pub enum PathAccess {
     ReadExec,
     /// Read files and list folders.
     Read,
-    /// Read, write and ioctl existing files (device nodes); no creation.
+    /// Read, write (also with `O_TRUNC`) and ioctl existing files (device nodes); no creation.
     Device,
     /// Everything (create, write, remove, execute).
     Full,
@@ -134,7 +134,9 @@ impl PathAccess {
         match self {
             Self::ReadExec => AccessFs::from_read(LANDLOCK_ABI),
             Self::Read => AccessFs::ReadFile | AccessFs::ReadDir,
-            Self::Device => AccessFs::ReadFile | AccessFs::ReadDir | AccessFs::WriteFile | AccessFs::IoctlDev,
+            Self::Device => {
+                AccessFs::ReadFile | AccessFs::ReadDir | AccessFs::WriteFile | AccessFs::Truncate | AccessFs::IoctlDev
+            }
             Self::Full => AccessFs::from_all(LANDLOCK_ABI),
         }
     }
