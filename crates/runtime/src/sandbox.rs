@@ -17,7 +17,8 @@
 //! - read only: `/etc`, `/sys`, the plugin's own `/proc/<pid>` (through `/proc/self`, opened by the launcher whose
 //!   pid the plugin keeps), a few system-wide `/proc` files (`cpuinfo`, `meminfo`, `stat`, `sys/…`), and the targets of `/etc/resolv.conf`, `/etc/hosts`, `/etc/localtime`
 //!   when they are symbolic links out of `/etc`;
-//! - read + write on files (no creation): `/dev` (`/dev/null`, `/dev/urandom`, ioctls on terminals);
+//! - read + write on files (no creation): `/dev` (`/dev/null`, `/dev/urandom`, ioctls on terminals); everything in
+//!   `/dev/shm`, where `multiprocessing` creates its semaphores (shared by all plugins: no secrets live there);
 //! - everything: the plugin's own working folder (its code, its `.venv`, and `.tmp`, where `TMPDIR` points). `/tmp`
 //!   is not reachable: the shared `/tmp` is where other programs leave their files.
 //! - operators can add folders with `PLUGIN_SANDBOX_READ_PATHS` and `PLUGIN_SANDBOX_WRITE_PATHS`.
@@ -188,6 +189,8 @@ impl SandboxPolicy {
             }
         }
         rules.push((PathAccess::Device, "/dev".into()));
+        // POSIX semaphores and shared memory (`multiprocessing.Lock`, `sem_open`) are files created in /dev/shm.
+        rules.push((PathAccess::Full, "/dev/shm".into()));
         rules.extend(extra.read.iter().map(|p| (PathAccess::ReadExec, p.clone())));
         rules.extend(extra.write.iter().map(|p| (PathAccess::Full, p.clone())));
         rules.push((PathAccess::Full, plugin_dir.to_path_buf()));
@@ -584,8 +587,11 @@ mod tests {
         let full: Vec<_> = policy.rules.iter().filter(|(a, _)| *a == PathAccess::Full).collect();
         assert_eq!(
             full,
-            [&(PathAccess::Full, plugin.clone())],
-            "only the plugin's folder is writable"
+            [
+                &(PathAccess::Full, "/dev/shm".into()),
+                &(PathAccess::Full, plugin.clone())
+            ],
+            "only the plugin's folder (and /dev/shm) is writable"
         );
         assert!(
             policy.rules.contains(&(PathAccess::ReadExec, prefix.clone())),

@@ -73,5 +73,12 @@ class EchoTool(Tool):
             with tempfile.NamedTemporaryFile() as scratch:
                 tmp = scratch.name
             report = {name: outcome(calls[name]()) for name in wanted}
+            try:
+                import multiprocessing
+
+                multiprocessing.Lock()  # a POSIX semaphore in /dev/shm
+                report["semaphore"] = "ok"
+            except OSError as e:
+                report["semaphore"] = type(e).__name__
             report.update({"tmpdir": tmp, "cwd": os.getcwd(), "ppid": os.getppid()})
             yield self.create_json_message(report)
