@@ -120,7 +120,9 @@ impl PluginProcess {
         };
         let mut argv: Vec<std::ffi::OsString> = sandbox_prefix(&prepared, config).map_err(fail)?;
         let tmp = prepared.dir.join(".tmp");
-        std::fs::create_dir_all(&tmp).map_err(|e| fail(format!("could not create {}: {e}", tmp.display())))?;
+        tokio::fs::create_dir_all(&tmp)
+            .await
+            .map_err(|e| fail(format!("could not create {}: {e}", tmp.display())))?;
         if let Some(setpriv) = wrapper("setpriv") {
             argv.extend([setpriv.into(), "--pdeathsig".into(), "KILL".into(), "--".into()]);
         }
