@@ -148,8 +148,21 @@ enum ToolCommand {
     },
 }
 
+fn main() -> std::process::ExitCode {
+    // The plugin sandbox launcher (hidden, not a clap command): the runtime spawns `toolplane __plugin-sandbox
+    // <policy> -- <plugin command>`. Handled before tokio starts, so the launcher stays one thread and execs fast.
+    let mut args = std::env::args_os().skip(1);
+    if args
+        .next()
+        .is_some_and(|a| a == toolplane_runtime::sandbox::LAUNCHER_COMMAND)
+    {
+        return toolplane_runtime::sandbox::launcher_main(&args.collect::<Vec<_>>());
+    }
+    cli_main()
+}
+
 #[tokio::main]
-async fn main() -> std::process::ExitCode {
+async fn cli_main() -> std::process::ExitCode {
     let cli = Cli::parse();
     init_tracing();
     match run(cli).await {
@@ -240,6 +253,13 @@ fn plugin_runtime(
         toolplane_runtime::RuntimeConfig::from_lookup(&config.data_dir, |name| settings.get(name).map(str::to_owned));
     for warning in warnings {
         tracing::warn!("{warning}");
+    }
+    let mut runtime_config = runtime_config;
+    // This binary is the sandbox launcher (`__plugin-sandbox`). Without its own path the runtime cannot confine
+    // plugins and refuses to start them (unless PLUGIN_SANDBOX=off), naming the problem.
+    match std::env::current_exe() {
+        Ok(exe) => runtime_config.sandbox_launcher = Some(toolplane_runtime::SandboxLauncher::toolplane(exe)),
+        Err(e) => tracing::warn!("cannot find this executable's path ({e}); plugins cannot be sandboxed"),
     }
     let backwards = toolplane_runtime::Backwards {
         storage: Some(Arc::new(toolplane_runtime::FsStorage::new(

@@ -237,3 +237,207 @@ fn daemon_serves_remote_debugging() {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+/// The hidden launcher `toolplane __plugin-sandbox` that `serve` and `daemon` put in front of every plugin: it
+/// confines itself (Landlock + seccomp) and execs the command; the command only reaches the allowed folders.
+#[test]
+fn the_plugin_sandbox_launcher_confines_what_it_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let allowed = dir.path().join("plugin");
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&allowed).unwrap();
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(allowed.join("mine.txt"), "mine").unwrap();
+    std::fs::write(data.join("server_key"), "secret").unwrap();
+    let sandboxed = |args: &[&str]| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_toolplane"));
+        command.env_clear().args(["__plugin-sandbox", "--strict"]);
+        for dir in ["/usr", "/bin", "/lib", "/lib64"] {
+            command.args(["--read-exec", dir]);
+        }
+        command.arg("--full").arg(&allowed).arg("--").args(args);
+        command.output().unwrap()
+    };
+    let ok = sandboxed(&["cat", allowed.join("mine.txt").to_str().unwrap()]);
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    assert_eq!(String::from_utf8_lossy(&ok.stdout), "mine");
+    let denied = sandboxed(&["cat", data.join("server_key").to_str().unwrap()]);
+    assert!(!denied.status.success());
+    assert!(
+        String::from_utf8_lossy(&denied.stderr).contains("Permission denied"),
+        "{}",
+        String::from_utf8_lossy(&denied.stderr)
+    );
+
+    let usage = Command::new(env!("CARGO_BIN_EXE_toolplane"))
+        .args(["__plugin-sandbox", "--read"])
+        .output()
+        .unwrap();
+    assert_eq!(usage.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&usage.stderr).contains("--read needs a path"));
+}
+
+fn pypi_reachable() -> bool {
+    use std::net::ToSocketAddrs;
+    ("pypi.org", 443)
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut a| a.next())
+        .is_some_and(|addr| std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5)).is_ok())
+}
+
+/// A multipart form with the package and `verify_signature=false`, written by hand (reqwest's `multipart` feature is
+/// not enabled in this workspace).
+fn upload_form(package: &[u8]) -> (String, Vec<u8>) {
+    let boundary = "toolplane-sandbox-boundary-7e3f";
+    let mut body = Vec::new();
+    body.extend_from_slice(
+        format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"dify_pkg\"; filename=\"probe.difypkg\"\r\n\
+             Content-Type: application/octet-stream\r\n\r\n"
+        )
+        .as_bytes(),
+    );
+    body.extend_from_slice(package);
+    body.extend_from_slice(
+        format!(
+            "\r\n--{boundary}\r\nContent-Disposition: form-data; name=\"verify_signature\"\r\n\r\nfalse\r\n--{boundary}--\r\n"
+        )
+        .as_bytes(),
+    );
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
+/// `toolplane daemon` confines the plugins it runs (PLUGIN_SANDBOX=strict, the launcher being the binary itself): a
+/// real plugin (the runtime crate's probe, `dify_plugin==0.7.4`) answers a dispatched call but cannot read the
+/// daemon's data folder. Environments and uv are shared with the runtime crate's tests (`crates/runtime/.cache`).
+#[test]
+fn the_daemon_runs_plugins_in_the_sandbox() {
+    if !pypi_reachable() {
+        eprintln!("NOTICE: skipping the_daemon_runs_plugins_in_the_sandbox: pypi.org is unreachable");
+        return;
+    }
+    let runtime_cache = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../runtime/.cache");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("tenant-secret.pem"), "secret").unwrap();
+    let mut command = toolplane(dir.path());
+    command
+        .env("SERVER_KEY", "cli-sandbox-key")
+        .env("SERVER_HOST", "127.0.0.1")
+        .env("SERVER_PORT", "0")
+        .env("PLUGIN_REMOTE_INSTALLING_ENABLED", "false")
+        .env("PLUGIN_WORKING_PATH", runtime_cache.join("work"))
+        .env("PLUGIN_SANDBOX", "strict")
+        .env("FORCE_VERIFYING_SIGNATURE", "false");
+    if let Ok(home) = std::env::var("HOME") {
+        command.env("HOME", home);
+    }
+    let uv = runtime_cache.join("tools/uv");
+    if uv.is_file() {
+        command.env("UV_PATH", uv);
+    }
+    let mut child = command
+        .arg("daemon")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut http = None;
+    while http.is_none() {
+        let Some(Ok(line)) = lines.next() else { break };
+        http = line
+            .strip_prefix("toolplane plugin daemon is listening on http://")
+            .map(str::to_owned);
+    }
+    let http = http.expect("daemon address");
+    let package = toolplane_plugin::package_dir(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../runtime/tests/data/probe"),
+        50 << 20,
+        |_| {},
+    )
+    .unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let outcome = runtime.block_on(async {
+        let client = reqwest::Client::new();
+        let base = format!("http://{http}/plugin/tenant-1");
+        let (content_type, body) = upload_form(&package);
+        let uploaded: serde_json::Value = client
+            .post(format!("{base}/management/install/upload/package"))
+            .header("X-Api-Key", "cli-sandbox-key")
+            .header("Content-Type", content_type)
+            .body(body)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let uid = uploaded["data"]["unique_identifier"]
+            .as_str()
+            .unwrap_or_else(|| panic!("upload: {uploaded}"))
+            .to_owned();
+        let started: serde_json::Value = client
+            .post(format!("{base}/management/install/identifiers"))
+            .header("X-Api-Key", "cli-sandbox-key")
+            .json(&serde_json::json!({"plugin_unique_identifiers": [uid], "source": "package", "metas": [{}]}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let task = started["data"]["task_id"].as_str().unwrap().to_owned();
+        let deadline = Instant::now() + Duration::from_secs(300);
+        loop {
+            let state: serde_json::Value = client
+                .get(format!("{base}/management/install/tasks/{task}"))
+                .header("X-Api-Key", "cli-sandbox-key")
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            match state["data"]["status"].as_str() {
+                Some("success") => break,
+                Some("failed") => panic!("install failed: {state}"),
+                _ if Instant::now() > deadline => panic!("install did not finish: {state}"),
+                _ => tokio::time::sleep(Duration::from_millis(200)).await,
+            }
+        }
+        let invoke = |mode: &str, text: String| {
+            let request = client
+                .post(format!("{base}/dispatch/tool/invoke"))
+                .header("X-Api-Key", "cli-sandbox-key")
+                .header("X-Plugin-ID", "probe/probe")
+                .json(&serde_json::json!({
+                    "user_id": "u1",
+                    "data": {
+                        "provider": "probe",
+                        "tool": "echo",
+                        "credentials": {"api_key": "good"},
+                        "credential_type": "api-key",
+                        "tool_parameters": {"text": text, "mode": mode},
+                    },
+                }));
+            async move {
+                let text = request.send().await.unwrap().text().await.unwrap();
+                let first = text.lines().find(|l| !l.is_empty()).unwrap().to_owned();
+                let frame: serde_json::Value = serde_json::from_str(first.strip_prefix("data: ").unwrap()).unwrap();
+                frame["data"]["message"]["text"].as_str().unwrap_or_default().to_owned()
+            }
+        };
+        let echo = invoke("basic", "hello".into()).await;
+        let secret = dir.path().join("tenant-secret.pem");
+        let read = invoke("read", secret.to_string_lossy().into_owned()).await;
+        let db = invoke("read", dir.path().join("plugin.db").to_string_lossy().into_owned()).await;
+        (echo, read, db)
+    });
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let (echo, read, db) = outcome;
+    assert_eq!(echo, "echo: hello");
+    assert!(read.starts_with("PermissionError"), "{read}");
+    assert!(db.starts_with("PermissionError"), "{db}");
+}

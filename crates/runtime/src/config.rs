@@ -3,6 +3,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::sandbox::{ExtraPaths, SandboxLauncher, SandboxMode};
+
 /// Default longest stdout line accepted from a plugin (32 MiB; the original stops at 5 MiB and kills the plugin).
 pub const DEFAULT_MAX_LINE_BYTES: usize = 32 * 1024 * 1024;
 
@@ -47,6 +49,15 @@ pub struct RuntimeConfig {
     pub dify_inner_api_url: Option<String>,
     /// `DIFY_INNER_API_KEY`: sent as `X-Inner-Api-Key` (Dify's `INNER_API_KEY_FOR_PLUGIN`). A secret: never logged.
     pub dify_inner_api_key: Option<String>,
+    /// `PLUGIN_SANDBOX` (`on` from the environment, [`SandboxMode::Off`] in [`RuntimeConfig::new`]): Landlock and
+    /// seccomp confinement of plugin processes (see [`crate::sandbox`]).
+    pub sandbox: SandboxMode,
+    /// The program that confines itself and execs the plugin; required unless `sandbox` is off. The `toolplane`
+    /// binary sets itself ([`SandboxLauncher::toolplane`]).
+    pub sandbox_launcher: Option<SandboxLauncher>,
+    /// `PLUGIN_SANDBOX_READ_PATHS` / `PLUGIN_SANDBOX_WRITE_PATHS` (colon-separated absolute paths): folders plugins
+    /// may also read (and execute) or write, e.g. a shared model cache.
+    pub sandbox_paths: ExtraPaths,
 }
 
 impl RuntimeConfig {
@@ -71,6 +82,9 @@ impl RuntimeConfig {
             proxies: Vec::new(),
             dify_inner_api_url: None,
             dify_inner_api_key: None,
+            sandbox: SandboxMode::Off,
+            sandbox_launcher: None,
+            sandbox_paths: ExtraPaths::default(),
         }
     }
 
@@ -123,6 +137,29 @@ impl RuntimeConfig {
                 "DIFY_INNER_API_URL is set without DIFY_INNER_API_KEY; Dify will refuse the forwarded calls".to_owned(),
             );
         }
+        config.sandbox = SandboxMode::BestEffort;
+        if let Some(v) = get("PLUGIN_SANDBOX") {
+            match SandboxMode::parse(&v) {
+                Some(mode) => config.sandbox = mode,
+                None => warnings.push(format!("PLUGIN_SANDBOX={v} is not off, on or strict; using on")),
+            }
+        }
+        let mut paths = |name: &str, slot: &mut Vec<PathBuf>| {
+            for part in get(name)
+                .unwrap_or_default()
+                .split(':')
+                .filter(|p| !p.trim().is_empty())
+            {
+                let path = PathBuf::from(part.trim());
+                if path.is_absolute() {
+                    slot.push(path);
+                } else {
+                    warnings.push(format!("{name}: {part} is not an absolute path; ignored"));
+                }
+            }
+        };
+        paths("PLUGIN_SANDBOX_READ_PATHS", &mut config.sandbox_paths.read);
+        paths("PLUGIN_SANDBOX_WRITE_PATHS", &mut config.sandbox_paths.write);
         for name in ["HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY"] {
             if let Some(v) = get(name) {
                 config.proxies.push((name.to_owned(), v));
@@ -155,5 +192,35 @@ mod tests {
         });
         assert_eq!(config.dify_inner_api_key, None);
         assert!(warnings[0].contains("without DIFY_INNER_API_KEY"), "{warnings:?}");
+    }
+
+    #[test]
+    fn reads_the_sandbox_settings() {
+        let (config, warnings) = RuntimeConfig::from_lookup(Path::new("/data"), |_| None);
+        assert_eq!(
+            config.sandbox,
+            SandboxMode::BestEffort,
+            "on by default from the environment"
+        );
+        assert!(warnings.is_empty());
+        assert_eq!(RuntimeConfig::new("/w").sandbox, SandboxMode::Off);
+
+        let vars = [
+            ("PLUGIN_SANDBOX", "strict"),
+            ("PLUGIN_SANDBOX_READ_PATHS", "/opt/models:relative"),
+            ("PLUGIN_SANDBOX_WRITE_PATHS", "/srv/cache"),
+        ];
+        let lookup = |name: &str| vars.iter().find(|(k, _)| *k == name).map(|(_, v)| (*v).to_owned());
+        let (config, warnings) = RuntimeConfig::from_lookup(Path::new("/data"), lookup);
+        assert_eq!(config.sandbox, SandboxMode::Strict);
+        assert_eq!(config.sandbox_paths.read, [PathBuf::from("/opt/models")]);
+        assert_eq!(config.sandbox_paths.write, [PathBuf::from("/srv/cache")]);
+        assert!(warnings[0].contains("relative is not an absolute path"), "{warnings:?}");
+
+        let (config, warnings) = RuntimeConfig::from_lookup(Path::new("/data"), |n| {
+            (n == "PLUGIN_SANDBOX").then(|| "sometimes".to_owned())
+        });
+        assert_eq!(config.sandbox, SandboxMode::BestEffort);
+        assert!(warnings[0].contains("PLUGIN_SANDBOX=sometimes"), "{warnings:?}");
     }
 }

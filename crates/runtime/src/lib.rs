@@ -15,26 +15,29 @@
 //! - the session multiplexer (`mux.rs`), shared by local processes (stdio) and [`RemotePlugin`]s (remote debugging
 //!   over TCP, registered by the daemon);
 //! - [`backwards`]: storage KV with quotas, tool calls into the host's catalog ([`backwards::ToolCatalog`]),
-//!   upload URLs ([`backwards::FileUploads`]), everything else forwarded to Dify's inner API ([`inner_api`]).
+//!   upload URLs ([`backwards::FileUploads`]), everything else forwarded to Dify's inner API ([`inner_api`]);
+//! - [`sandbox`]: Landlock and seccomp confinement of plugin processes through a launcher.
 
 pub mod backwards;
 mod config;
 pub mod env;
 mod error;
-pub mod inner_api;
 mod frame;
+pub mod inner_api;
 mod mux;
 mod process;
 pub mod protocol;
 mod remote;
 mod runtime;
+pub mod sandbox;
 
 pub use backwards::{Backwards, BackwardsToolCall, FileUploads, FsStorage, PluginStorage, StorageError, ToolCatalog};
 pub use config::{DEFAULT_MAX_LINE_BYTES, RuntimeConfig};
 pub use error::{EnvError, RuntimeError};
-pub use inner_api::{DifyInnerApi, InnerApiError};
 pub use frame::{Frame, FrameReader};
+pub use inner_api::{DifyInnerApi, InnerApiError};
 pub use mux::{PluginIdentity, Session, SessionError};
 pub use protocol::{InvokeRequest, PluginError};
 pub use remote::RemotePlugin;
 pub use runtime::{InstallReport, PluginRuntime, PluginStatus};
+pub use sandbox::{SandboxLauncher, SandboxMode};

@@ -11,6 +11,10 @@
 //! spawned. When a wrapper is missing, the plugin runs without that protection and a warning is logged once.
 //! The parent-death signal fires when the spawning *thread* exits; plugins are spawned from async tasks, which run
 //! on the runtime's long-lived worker threads.
+//!
+//! Unless `PLUGIN_SANDBOX=off`, the command starts with the sandbox launcher, which confines itself with Landlock
+//! and seccomp and then execs the rest ([`crate::sandbox`]); `TMPDIR` points at `<working folder>/.tmp`, the only
+//! writable place besides the working folder.
 
 use std::path::Path;
 use std::process::Stdio;
@@ -28,6 +32,7 @@ use crate::error::RuntimeError;
 use crate::frame::FrameReader;
 use crate::mux::{CloseKind, Life, Mux, PluginIdentity, Session};
 use crate::protocol::InvokeRequest;
+use crate::sandbox::{SandboxMode, SandboxPolicy};
 
 const STDERR_TAIL: usize = 2048;
 
@@ -113,7 +118,11 @@ impl PluginProcess {
             unique_identifier: uid.clone(),
             reason,
         };
-        let mut argv: Vec<std::ffi::OsString> = Vec::new();
+        let mut argv: Vec<std::ffi::OsString> = sandbox_prefix(&prepared, config).map_err(fail)?;
+        let tmp = prepared.dir.join(".tmp");
+        tokio::fs::create_dir_all(&tmp)
+            .await
+            .map_err(|e| fail(format!("could not create {}: {e}", tmp.display())))?;
         if let Some(setpriv) = wrapper("setpriv") {
             argv.extend([setpriv.into(), "--pdeathsig".into(), "KILL".into(), "--".into()]);
         }
@@ -139,6 +148,7 @@ impl PluginProcess {
             .envs(base_env())
             .envs(config.proxies.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .env("INSTALL_METHOD", "local")
+            .env("TMPDIR", &tmp)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -280,6 +290,48 @@ impl PluginProcess {
             .await
             .map_err(|reason| RuntimeError::NotRunning(self.shared.unique_identifier().to_owned(), reason))
     }
+}
+
+/// The launcher and policy that start the command line, or nothing when the sandbox is off.
+fn sandbox_prefix(prepared: &PreparedPlugin, config: &RuntimeConfig) -> Result<Vec<std::ffi::OsString>, String> {
+    if config.sandbox == SandboxMode::Off {
+        return Ok(Vec::new());
+    }
+    let Some(launcher) = &config.sandbox_launcher else {
+        return Err(
+            "PLUGIN_SANDBOX is on but the runtime has no sandbox launcher (RuntimeConfig::sandbox_launcher; \
+             the `toolplane` binary sets itself); set PLUGIN_SANDBOX=off to run plugins unconfined"
+                .to_owned(),
+        );
+    };
+    if !launcher.program.is_file() {
+        return Err(format!(
+            "the sandbox launcher {} does not exist; reinstall toolplane or set PLUGIN_SANDBOX=off",
+            launcher.program.display()
+        ));
+    }
+    if let Some(gaps) = crate::sandbox::host_gaps() {
+        if config.sandbox == SandboxMode::Strict {
+            return Err(format!(
+                "PLUGIN_SANDBOX=strict but this host cannot confine plugins: {gaps}; \
+                 use PLUGIN_SANDBOX=on to run them with partial confinement"
+            ));
+        }
+        static WARNED: OnceLock<()> = OnceLock::new();
+        WARNED.get_or_init(|| {
+            tracing::warn!("plugins run with partial or no confinement: {gaps} (PLUGIN_SANDBOX=strict refuses this)");
+        });
+    }
+    let policy = SandboxPolicy::for_plugin(
+        &prepared.dir,
+        &prepared.python,
+        &config.sandbox_paths,
+        config.sandbox == SandboxMode::Strict,
+    );
+    let mut argv = vec![launcher.program.clone().into_os_string()];
+    argv.extend(launcher.leading_args.iter().cloned());
+    argv.extend(policy.to_args());
+    Ok(argv)
 }
 
 async fn cancel_watchdog(shared: std::sync::Weak<Shared>, grace: Duration) {
