@@ -609,3 +609,338 @@ async fn stdio_carries_requests_to_the_client_and_their_answers() {
         .unwrap()
         .unwrap();
 }
+
+/// Posts a stateless tools/call with `extra` headers; returns the HTTP status and the JSON body.
+async fn post_stateless_with(url: &str, request: &Value, extra: &[(&str, &str)]) -> (u16, Value) {
+    let mut builder = common::loopback_client()
+        .post(url)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", request["method"].as_str().unwrap())
+        .header("mcp-name", request["params"]["name"].as_str().unwrap());
+    for (name, value) in extra {
+        builder = builder.header(*name, *value);
+    }
+    let response = builder.body(request.to_string()).send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap())
+}
+
+fn all_capabilities() -> Value {
+    json!({"elicitation": {}, "sampling": {}, "roots": {"listChanged": true}})
+}
+
+#[tokio::test]
+async fn request_state_carries_a_multi_round_call_and_is_integrity_checked() {
+    let (url, _) = serve_fixture(Default::default()).await;
+    let tool = "test_input_required_result_multi_round";
+    let round = |id: i64, extra: Value| {
+        let mut params = json!({"name": tool, "arguments": {}});
+        if let (Value::Object(params), Value::Object(extra)) = (&mut params, extra) {
+            params.extend(extra);
+        }
+        stateless_request(id, "tools/call", params, all_capabilities())
+    };
+
+    let body: Value = post_stateless(&url, &round(1, json!({}))).await.json().await.unwrap();
+    let first = &body["result"];
+    assert_eq!(first["resultType"], "input_required", "{body}");
+    assert_eq!(first["inputRequests"]["step1"]["method"], "elicitation/create");
+    let state1 = first["requestState"].as_str().unwrap().to_owned();
+
+    let answer1 = json!({"inputResponses": {"step1": {"action": "accept", "content": {"name": "Ada"}}},
+        "requestState": state1});
+    let body: Value = post_stateless(&url, &round(2, answer1.clone()))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let second = &body["result"];
+    assert_eq!(second["resultType"], "input_required", "{body}");
+    assert!(second["inputRequests"].get("step1").is_none(), "{body}");
+    assert_eq!(
+        second["inputRequests"]["step2"]["params"]["requestedSchema"]["required"],
+        json!(["color"])
+    );
+    let state2 = second["requestState"].as_str().unwrap().to_owned();
+    assert_ne!(state1, state2);
+
+    // Only the sealed state remembers the name: the last round sends the colour alone.
+    let answer2 = json!({"inputResponses": {"step2": {"action": "accept", "content": {"color": "blue"}}},
+        "requestState": state2});
+    let body: Value = post_stateless(&url, &round(3, answer2)).await.json().await.unwrap();
+    assert_eq!(body["result"]["resultType"], "complete", "{body}");
+    assert_eq!(body["result"]["content"][0]["text"], "Ada likes blue");
+
+    // Altered, foreign-key and wrong-tool states are refused with -32602 before the tool runs.
+    let mut tampered = answer1.clone();
+    tampered["requestState"] = json!(format!("{state1}-TAMPERED"));
+    let body: Value = post_stateless(&url, &round(4, tampered)).await.json().await.unwrap();
+    assert_eq!(body["error"]["code"], -32602, "{body}");
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains("integrity check"),
+        "{body}"
+    );
+
+    let (other_url, _) = serve_fixture(Default::default()).await;
+    let body: Value = post_stateless(&other_url, &round(5, answer1.clone()))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        body["error"]["code"], -32602,
+        "another server's key does not verify: {body}"
+    );
+
+    let mut wrong_tool = stateless_request(
+        6,
+        "tools/call",
+        json!({"name": "test_input_required_result_request_state", "arguments": {}}),
+        all_capabilities(),
+    );
+    wrong_tool["params"]["requestState"] = answer1["requestState"].clone();
+    let body: Value = post_stateless(&url, &wrong_tool).await.json().await.unwrap();
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("issued for") && message.contains(tool), "{message}");
+
+    let mut not_a_string = round(7, json!({}));
+    not_a_string["params"]["requestState"] = json!({"round": 2, "name": "Mallory"});
+    let body: Value = post_stateless(&url, &not_a_string).await.json().await.unwrap();
+    assert_eq!(body["error"]["code"], -32602, "{body}");
+}
+
+#[tokio::test]
+async fn request_state_tool_completes_only_with_its_state() {
+    let (url, _) = serve_fixture(Default::default()).await;
+    let tool = "test_input_required_result_request_state";
+    let ask = stateless_request(
+        1,
+        "tools/call",
+        json!({"name": tool, "arguments": {}}),
+        all_capabilities(),
+    );
+    let body: Value = post_stateless(&url, &ask).await.json().await.unwrap();
+    let state = body["result"]["requestState"].as_str().unwrap().to_owned();
+    let answer = json!({"confirm": {"action": "accept", "content": {"ok": true}}});
+
+    // Answers without the state are asked again, with a state this time.
+    let stateless = stateless_request(
+        2,
+        "tools/call",
+        json!({"name": tool, "arguments": {}, "inputResponses": answer}),
+        all_capabilities(),
+    );
+    let body: Value = post_stateless(&url, &stateless).await.json().await.unwrap();
+    assert_eq!(body["result"]["resultType"], "input_required", "{body}");
+    assert!(body["result"]["requestState"].is_string());
+
+    let retry = stateless_request(
+        3,
+        "tools/call",
+        json!({"name": tool, "arguments": {}, "inputResponses": answer, "requestState": state}),
+        all_capabilities(),
+    );
+    let body: Value = post_stateless(&url, &retry).await.json().await.unwrap();
+    assert_eq!(body["result"]["resultType"], "complete", "{body}");
+    assert_eq!(body["result"]["content"][0]["text"], "state-ok: confirmed, ok=true");
+}
+
+#[tokio::test]
+async fn input_responses_are_validated_and_only_declared_capabilities_are_asked() {
+    let ctx = RequestContext::new("2026-07-28");
+    let server = fixture_server();
+    let tool = "test_input_required_result_elicitation";
+    let with = |params: Value, capabilities: Value| {
+        let mut params = params;
+        params["_meta"] = json!({"io.modelcontextprotocol/clientCapabilities": capabilities});
+        params
+    };
+
+    // Every key is asked for at once; answers come back under the same keys.
+    let reply = call(
+        &server,
+        &ctx,
+        "tools/call",
+        with(
+            json!({"name": "test_input_required_result_multiple_inputs"}),
+            all_capabilities(),
+        ),
+    )
+    .await;
+    let mut keys: Vec<&String> = reply["result"]["inputRequests"].as_object().unwrap().keys().collect();
+    keys.sort();
+    assert_eq!(keys, ["client_roots", "greeting", "user_name"], "{reply}");
+    assert!(reply["result"]["requestState"].is_string());
+
+    // A number is no elicitation result; null inputResponses is a protocol error.
+    let reply = call(
+        &server,
+        &ctx,
+        "tools/call",
+        with(
+            json!({"name": tool, "inputResponses": {"user_name": 12345}}),
+            all_capabilities(),
+        ),
+    )
+    .await;
+    assert_eq!(reply["error"]["code"], -32602, "{reply}");
+    assert!(
+        reply["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("inputResponses.user_name"),
+        "{reply}"
+    );
+    let reply = call(
+        &server,
+        &ctx,
+        "tools/call",
+        with(json!({"name": tool, "inputResponses": null}), all_capabilities()),
+    )
+    .await;
+    assert_eq!(reply["error"]["code"], -32602, "{reply}");
+
+    // Wrong keys are asked again; extra keys are ignored.
+    let reply = call(
+        &server,
+        &ctx,
+        "tools/call",
+        with(
+            json!({"name": tool, "inputResponses": {"wrong": {"action": "accept"}}}),
+            all_capabilities(),
+        ),
+    )
+    .await;
+    assert_eq!(
+        reply["result"]["inputRequests"]["user_name"]["method"], "elicitation/create",
+        "{reply}"
+    );
+    let reply = call(
+        &server,
+        &ctx,
+        "tools/call",
+        with(
+            json!({"name": tool, "inputResponses": {"user_name": {"action": "accept", "content": {"name": "Ada"}},
+                "extra": {"action": "accept", "content": {}}}}),
+            all_capabilities(),
+        ),
+    )
+    .await;
+    assert_eq!(reply["result"]["content"][0]["text"], "Hello, Ada!", "{reply}");
+
+    // Only sampling declared: no elicitation or roots question.
+    let reply = call(
+        &server,
+        &ctx,
+        "tools/call",
+        with(
+            json!({"name": "test_input_required_result_capabilities"}),
+            json!({"sampling": {}}),
+        ),
+    )
+    .await;
+    let asked: Vec<&String> = reply["result"]["inputRequests"].as_object().unwrap().keys().collect();
+    assert_eq!(asked, ["greeting"], "{reply}");
+
+    // prompts/get asks too, and completes with messages.
+    let prompt = "test_input_required_result_prompt";
+    let reply = call(
+        &server,
+        &ctx,
+        "prompts/get",
+        with(json!({"name": prompt}), all_capabilities()),
+    )
+    .await;
+    assert_eq!(
+        reply["result"]["inputRequests"]["user_context"]["method"], "elicitation/create",
+        "{reply}"
+    );
+    let reply = call(
+        &server,
+        &ctx,
+        "prompts/get",
+        with(
+            json!({"name": prompt, "inputResponses": {"user_context": {"action": "accept",
+                "content": {"context": "tests"}}}}),
+            all_capabilities(),
+        ),
+    )
+    .await;
+    assert_eq!(reply["result"]["resultType"], "complete", "{reply}");
+    assert_eq!(
+        reply["result"]["messages"][0]["content"]["text"],
+        "Use this context: tests"
+    );
+}
+
+#[tokio::test]
+async fn a_session_client_answers_both_rounds_of_the_multi_round_tool_on_one_stream() {
+    let (url, _) = serve_fixture(Default::default()).await;
+    let session = Session::open(&url, json!({"elicitation": {}})).await;
+    let response = session
+        .post(call_tool(1, "test_input_required_result_multi_round", json!({})))
+        .await;
+    let mut stream = SseReader {
+        response,
+        buf: String::new(),
+    };
+    for (field, value) in [("name", "Ada"), ("color", "green")] {
+        let request = stream.next().await;
+        assert_eq!(request["method"], "elicitation/create");
+        assert_eq!(request["params"]["requestedSchema"]["required"], json!([field]));
+        let answer = json!({"jsonrpc": "2.0", "id": request["id"],
+            "result": {"action": "accept", "content": {field: value}}});
+        assert_eq!(session.post(answer).await.status(), 202);
+    }
+    let result = stream.next().await;
+    assert_eq!(result["result"]["content"][0]["text"], "Ada likes green", "{result}");
+}
+
+#[tokio::test]
+async fn mcp_param_headers_must_mirror_the_marked_arguments() {
+    let (url, _) = serve_fixture(Default::default()).await;
+    let request = |id: i64, region: Option<&str>| {
+        let arguments = match region {
+            Some(region) => json!({"region": region}),
+            None => json!({}),
+        };
+        stateless_request(
+            id,
+            "tools/call",
+            json!({"name": "test_header_param", "arguments": arguments}),
+            json!({}),
+        )
+    };
+    let tools = stateless_request(0, "tools/list", json!({}), json!({}));
+    let body: Value = post_stateless(&url, &tools).await.json().await.unwrap();
+    let listed = body["result"]["tools"].as_array().unwrap();
+    let tool = listed.iter().find(|t| t["name"] == "test_header_param").unwrap();
+    assert_eq!(tool["inputSchema"]["properties"]["region"]["x-mcp-header"], "Region");
+
+    for (id, header, body_value) in [
+        (1, "=?base64?SGVsbG8=?=", "Hello"),
+        (2, "eu-west", "eu-west"),
+        (3, "=?base64?SGVsbG8=", "=?base64?SGVsbG8="),
+        (4, "=?base64?w6lsw6g=?=", "élè"),
+    ] {
+        let (status, body) =
+            post_stateless_with(&url, &request(id, Some(body_value)), &[("mcp-param-region", header)]).await;
+        assert_eq!(status, 200, "{header}: {body}");
+        assert_eq!(body["result"]["content"][0]["text"], format!("region={body_value}"));
+    }
+    for (id, header, body_value, expected) in [
+        (5, Some("=?base64?SGVsbG8?="), Some("Hello"), "not valid"),
+        (6, Some("=?base64?SGVs!!!bG8=?="), Some("Hello"), "not valid"),
+        (7, Some("Bye"), Some("Hello"), "does not match"),
+        (8, None, Some("Hello"), "missing required Mcp-Param-Region"),
+        (9, Some("Hello"), None, "body has no argument"),
+    ] {
+        let extra: Vec<(&str, &str)> = header.map(|h| ("Mcp-Param-Region", h)).into_iter().collect();
+        let (status, body) = post_stateless_with(&url, &request(id, body_value), &extra).await;
+        assert_eq!(status, 400, "{header:?}: {body}");
+        assert_eq!(body["error"]["code"], -32020, "{body}");
+        assert!(body["error"]["message"].as_str().unwrap().contains(expected), "{body}");
+    }
+}

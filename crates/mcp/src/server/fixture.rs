@@ -34,6 +34,134 @@ const LEVELS: [&str; 8] = [
 /// `_meta` key carrying a 2026-07-28 request's log level.
 const META_LOG_LEVEL: &str = "io.modelcontextprotocol/logLevel";
 
+/// The prompt whose `prompts/get` asks the user first (input_required in 2026-07-28).
+pub(super) const INPUT_REQUIRED_PROMPT: &str = "test_input_required_result_prompt";
+
+/// One question to the client: `inputRequests[key]` in 2026-07-28, a request on the stream before.
+struct Ask {
+    key: &'static str,
+    capability: &'static str,
+    method: &'static str,
+    params: Value,
+}
+
+impl Ask {
+    /// The question as an `input_required` error, whatever the client already answered.
+    fn into_input_required(self) -> ClientRequestError {
+        let mut requests = Map::new();
+        requests.insert(self.key.into(), json!({"method": self.method, "params": self.params}));
+        ClientRequestError::InputRequired { requests, state: None }
+    }
+}
+
+/// A form asking for one required property.
+fn form(message: &str, property: &str, kind: &str) -> Value {
+    json!({
+        "message": message,
+        "requestedSchema": {
+            "type": "object",
+            "properties": {property: {"type": kind}},
+            "required": [property],
+        },
+    })
+}
+
+fn ask_name(key: &'static str, message: &str) -> Ask {
+    Ask {
+        key,
+        capability: "elicitation",
+        method: "elicitation/create",
+        params: form(message, "name", "string"),
+    }
+}
+
+fn ask_sampling(key: &'static str, prompt: &str, max_tokens: u32) -> Ask {
+    Ask {
+        key,
+        capability: "sampling",
+        method: "sampling/createMessage",
+        params: json!({
+            "messages": [{"role": "user", "content": {"type": "text", "text": prompt}}],
+            "maxTokens": max_tokens,
+        }),
+    }
+}
+
+fn ask_confirm() -> Ask {
+    Ask {
+        key: "confirm",
+        capability: "elicitation",
+        method: "elicitation/create",
+        params: json!({
+            "message": "Please confirm",
+            "requestedSchema": {"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"]},
+        }),
+    }
+}
+
+fn ask_roots(key: &'static str) -> Ask {
+    Ask {
+        key,
+        capability: "roots",
+        method: "roots/list",
+        params: json!({}),
+    }
+}
+
+/// Asks every question; in 2026-07-28 the unanswered ones come back together as one `input_required` (answers
+/// already given are kept by the client, which resends all of them). Other failures end the call at once.
+async fn gather(ctx: &RequestContext, asks: Vec<Ask>) -> Result<Map<String, Value>, ClientRequestError> {
+    let mut answers = Map::new();
+    let mut missing = Map::new();
+    for ask in asks {
+        match ctx
+            .request_client(ask.key, ask.capability, ask.method, ask.params)
+            .await
+        {
+            Ok(answer) => {
+                answers.insert(ask.key.into(), answer);
+            }
+            Err(ClientRequestError::InputRequired { requests, .. }) => missing.extend(requests),
+            Err(e) => return Err(e),
+        }
+    }
+    if missing.is_empty() {
+        Ok(answers)
+    } else {
+        Err(ClientRequestError::InputRequired {
+            requests: missing,
+            state: None,
+        })
+    }
+}
+
+/// `content[field]` of an accepted elicitation answer, as text.
+fn accepted(answers: &Map<String, Value>, key: &str, field: &str) -> Option<String> {
+    let answer = answers.get(key)?;
+    if answer.get("action").and_then(Value::as_str) != Some("accept") {
+        return None;
+    }
+    match answer.get("content")?.get(field)? {
+        Value::String(s) => Some(s.clone()),
+        other => Some(other.to_string()),
+    }
+}
+
+/// The URIs of a `roots/list` answer, comma-separated.
+fn root_uris(answer: Option<&Value>) -> String {
+    answer
+        .and_then(|a| a.get("roots"))
+        .and_then(Value::as_array)
+        .map(|roots| {
+            roots
+                .iter()
+                .filter_map(|r| r.get("uri").and_then(Value::as_str))
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+        .unwrap_or_default()
+}
+
 /// State of the fixture: subscribed resource URIs and the session-era log level.
 #[derive(Debug, Default)]
 pub(super) struct ConformanceFixture {
@@ -146,6 +274,47 @@ impl ConformanceFixture {
             ),
             simple("test_trigger_tool_change", "Announces that the tool list changed"),
             simple("test_trigger_prompt_change", "Announces that the prompt list changed"),
+            json!({
+                "name": "test_header_param",
+                "description": "Echoes an argument that clients mirror in the Mcp-Param-Region header (SEP-2243)",
+                "inputSchema": {
+                    "type": "object",
+                    "properties": {"region": {"type": "string", "x-mcp-header": "Region"}},
+                    "required": ["region"],
+                },
+            }),
+            simple(
+                "test_input_required_result_elicitation",
+                "Asks the user's name (input_required with key user_name in 2026-07-28)",
+            ),
+            simple(
+                "test_input_required_result_sampling",
+                "Asks the client's LLM for the capital of France (key capital_question)",
+            ),
+            simple(
+                "test_input_required_result_list_roots",
+                "Asks for the client's roots (key client_roots)",
+            ),
+            simple(
+                "test_input_required_result_request_state",
+                "Asks for a confirmation and resumes from a sealed requestState",
+            ),
+            simple(
+                "test_input_required_result_multiple_inputs",
+                "Asks for a name, a sampled greeting and the roots at once",
+            ),
+            simple(
+                "test_input_required_result_multi_round",
+                "Asks for a name, then a colour, in two rounds",
+            ),
+            simple(
+                "test_input_required_result_tampered_state",
+                "Asks for a confirmation; a tampered requestState is rejected",
+            ),
+            simple(
+                "test_input_required_result_capabilities",
+                "Asks only for what the client declared (elicitation, sampling, roots)",
+            ),
         ]
     }
 
@@ -344,6 +513,129 @@ impl ConformanceFixture {
                 });
                 return Some(self.elicit(ctx, request, "Elicitation completed").await);
             }
+            "test_header_param" => vec![text(&format!("region={}", argument("region")))],
+            "test_input_required_result_elicitation" => {
+                let answers = match gather(ctx, vec![ask_name("user_name", "What is your name?")]).await {
+                    Ok(answers) => answers,
+                    Err(e) => return Some(Err(e)),
+                };
+                let name = accepted(&answers, "user_name", "name").unwrap_or_else(|| "stranger".into());
+                vec![text(&format!("Hello, {name}!"))]
+            }
+            "test_input_required_result_sampling" => {
+                let answers = match gather(
+                    ctx,
+                    vec![ask_sampling("capital_question", "What is the capital of France?", 100)],
+                )
+                .await
+                {
+                    Ok(answers) => answers,
+                    Err(e) => return Some(Err(e)),
+                };
+                let answer = answers.get("capital_question").map(sampled_text).unwrap_or_default();
+                vec![text(&format!("LLM response: {answer}"))]
+            }
+            "test_input_required_result_list_roots" => {
+                let answers = match gather(ctx, vec![ask_roots("client_roots")]).await {
+                    Ok(answers) => answers,
+                    Err(e) => return Some(Err(e)),
+                };
+                vec![text(&format!(
+                    "Client roots: {}",
+                    root_uris(answers.get("client_roots"))
+                ))]
+            }
+            "test_input_required_result_request_state" | "test_input_required_result_tampered_state" => {
+                // The state proves the confirmation belongs to a question this server asked: without it, or
+                // with another, ask again (the server already refused altered states before the tool ran).
+                let issued = json!({"asked": "confirm"});
+                if ctx.stateless() && ctx.request_state() != Some(&issued) {
+                    return Some(Err(ask_confirm().into_input_required().with_state(issued)));
+                }
+                let answers = match gather(ctx, vec![ask_confirm()]).await {
+                    Ok(answers) => answers,
+                    Err(e) => return Some(Err(e.with_state(issued))),
+                };
+                let ok = answers
+                    .get("confirm")
+                    .and_then(|a| a.get("content"))
+                    .and_then(|c| c.get("ok"))
+                    .cloned()
+                    .unwrap_or(Value::Null);
+                let prefix = if ctx.stateless() { "state-ok: " } else { "" };
+                vec![text(&format!("{prefix}confirmed, ok={ok}"))]
+            }
+            "test_input_required_result_multiple_inputs" => {
+                let asks = vec![
+                    ask_name("user_name", "What is your name?"),
+                    ask_sampling("greeting", "Generate a greeting", 50),
+                    ask_roots("client_roots"),
+                ];
+                let answers = match gather(ctx, asks).await {
+                    Ok(answers) => answers,
+                    Err(e) => return Some(Err(e.with_state(json!({"asked": "all"})))),
+                };
+                let name = accepted(&answers, "user_name", "name").unwrap_or_default();
+                let greeting = answers.get("greeting").map(sampled_text).unwrap_or_default();
+                let roots = root_uris(answers.get("client_roots"));
+                vec![text(&format!("name={name}, greeting={greeting}, roots={roots}"))]
+            }
+            "test_input_required_result_multi_round" => {
+                // Round 2 and 3 find the name in the sealed state; the session era asks both in one run.
+                let known = ctx
+                    .request_state()
+                    .and_then(|s| s.get("name"))
+                    .and_then(Value::as_str)
+                    .map(str::to_owned);
+                let name = match known {
+                    Some(name) => name,
+                    None => match gather(ctx, vec![ask_name("step1", "Step 1: What is your name?")]).await {
+                        Ok(answers) => accepted(&answers, "step1", "name").unwrap_or_default(),
+                        Err(e) => return Some(Err(e.with_state(json!({"round": 1})))),
+                    },
+                };
+                let ask_color = Ask {
+                    key: "step2",
+                    capability: "elicitation",
+                    method: "elicitation/create",
+                    params: form("Step 2: What is your favorite color?", "color", "string"),
+                };
+                let answers = match gather(ctx, vec![ask_color]).await {
+                    Ok(answers) => answers,
+                    Err(e) => return Some(Err(e.with_state(json!({"round": 2, "name": name})))),
+                };
+                let color = accepted(&answers, "step2", "color").unwrap_or_default();
+                vec![text(&format!("{name} likes {color}"))]
+            }
+            "test_input_required_result_capabilities" => {
+                let declared = |capability: &str| {
+                    ctx.client_capabilities()
+                        .and_then(|c| c.get(capability))
+                        .is_some_and(|c| !c.is_null())
+                };
+                let mut asks = Vec::new();
+                if declared("elicitation") {
+                    asks.push(ask_name("user_name", "What is your name?"));
+                }
+                if declared("sampling") {
+                    asks.push(ask_sampling("greeting", "Generate a greeting", 50));
+                }
+                if declared("roots") {
+                    asks.push(ask_roots("client_roots"));
+                }
+                if asks.is_empty() {
+                    vec![text(
+                        "Nothing to ask: the client declared none of elicitation, sampling and roots",
+                    )]
+                } else {
+                    let keys: Vec<&str> = asks.iter().map(|a| a.key).collect();
+                    let keys = keys.join(", ");
+                    if let Err(e) = gather(ctx, asks).await {
+                        return Some(Err(e));
+                    }
+                    vec![text(&format!("Received {keys}"))]
+                }
+            }
             "test_trigger_tool_change" => {
                 server.announce(ListChange::Tools);
                 vec![text("Tool list change announced")]
@@ -365,6 +657,22 @@ impl ConformanceFixture {
         Ok(json!({
             "content": [text(&format!("{label}: action={action}, content={content}"))],
             "isError": false,
+        }))
+    }
+
+    /// `prompts/get` of `test_input_required_result_prompt`, which asks the user for context first.
+    pub(super) async fn input_required_prompt(&self, ctx: &RequestContext) -> Result<Value, ClientRequestError> {
+        let ask = Ask {
+            key: "user_context",
+            capability: "elicitation",
+            method: "elicitation/create",
+            params: form("What context should the prompt use?", "context", "string"),
+        };
+        let answers = gather(ctx, vec![ask]).await?;
+        let context = accepted(&answers, "user_context", "context").unwrap_or_default();
+        Ok(json!({
+            "description": "A prompt that needed the user's context",
+            "messages": [{"role": "user", "content": text(&format!("Use this context: {context}"))}],
         }))
     }
 
@@ -426,7 +734,9 @@ impl ConformanceFixture {
                 {"name": "test_prompt_with_embedded_resource", "description": "A prompt embedding a resource",
                  "arguments": [{"name": "resourceUri", "description": "The resource to embed", "required": true}]},
                 {"name": "test_prompt_with_image", "description": "A prompt with an image"},
+                {"name": INPUT_REQUIRED_PROMPT, "description": "A prompt that asks the user for context first"},
             ]})),
+            "prompts/get" if str_param("name") == Some(INPUT_REQUIRED_PROMPT) => return None,
             "prompts/get" => get_prompt(str_param("name").unwrap_or_default(), params.get("arguments")),
             "logging/setLevel" => match str_param("level").and_then(|l| LEVELS.iter().position(|x| *x == l)) {
                 Some(level) => {

@@ -730,6 +730,20 @@ async fn stateless(state: &AppState, server: Arc<McpServer>, headers: &HeaderMap
         if let Err(error) = check_method_headers(headers, &request) {
             return rpc_error(StatusCode::BAD_REQUEST, id, error);
         }
+        if request.method == "tools/call"
+            && let Some(name) = request
+                .params
+                .as_ref()
+                .and_then(|p| p.get("name"))
+                .and_then(Value::as_str)
+        {
+            let declared = server.header_parameters(name);
+            if !declared.is_empty()
+                && let Err(error) = check_param_headers(headers, &request, &declared)
+            {
+                return rpc_error(StatusCode::BAD_REQUEST, id, error);
+            }
+        }
         if request.method == "subscriptions/listen" {
             return listen(state, &server, request);
         }
@@ -853,6 +867,78 @@ fn check_method_headers(headers: &HeaderMap, request: &Request) -> Result<(), Rp
         }
     }
     Ok(())
+}
+
+/// 2026-07-28 (SEP-2243): each argument a tool marks with `x-mcp-header` is mirrored in an `Mcp-Param-<name>`
+/// header, literally or as `=?base64?<standard Base64>?=`; the header must be present when the argument is, and
+/// equal to it.
+fn check_param_headers(headers: &HeaderMap, request: &Request, declared: &[(String, String)]) -> Result<(), RpcError> {
+    let arguments = request.params.as_ref().and_then(|p| p.get("arguments"));
+    for (property, suffix) in declared {
+        let header_name = format!("mcp-param-{}", suffix.to_ascii_lowercase());
+        let body = match arguments.and_then(|a| a.get(property)) {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => Some(s.clone()),
+            Some(other) => Some(other.to_string()),
+        };
+        let raw = match headers.get(&header_name) {
+            None => None,
+            Some(value) => Some(value.to_str().map(str::trim).map_err(|_| {
+                RpcError::new(
+                    codes::HEADER_MISMATCH,
+                    format!("Mcp-Param-{suffix} is not visible ASCII; send non-ASCII values as =?base64?…?="),
+                )
+            })?),
+        };
+        let header = match raw {
+            None => None,
+            Some(raw) => Some(decode_param_header(raw).ok_or_else(|| {
+                RpcError::new(
+                    codes::HEADER_MISMATCH,
+                    format!(
+                        "Mcp-Param-{suffix} {raw:?} is not valid =?base64?…?= (standard alphabet, canonical padding, \
+                         UTF-8 content)"
+                    ),
+                )
+            })?),
+        };
+        match (header, body) {
+            (None, None) => {}
+            (Some(h), Some(b)) if h == b => {}
+            (None, Some(_)) => {
+                return Err(RpcError::new(
+                    codes::HEADER_MISMATCH,
+                    format!("missing required Mcp-Param-{suffix} header: argument {property:?} is in the body"),
+                ));
+            }
+            (Some(_), None) => {
+                return Err(RpcError::new(
+                    codes::HEADER_MISMATCH,
+                    format!("Mcp-Param-{suffix} is set but the body has no argument {property:?}"),
+                ));
+            }
+            (Some(h), Some(b)) => {
+                return Err(RpcError::new(
+                    codes::HEADER_MISMATCH,
+                    format!("Mcp-Param-{suffix} header {h:?} does not match argument {property:?} = {b:?}"),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The value of an `Mcp-Param-*` header: the decoded text of `=?base64?…?=`, or the value itself when it lacks
+/// either end of that wrapper; `None` when the Base64 or its UTF-8 is invalid.
+fn decode_param_header(raw: &str) -> Option<String> {
+    use base64::Engine as _;
+    match raw.strip_prefix("=?base64?").and_then(|r| r.strip_suffix("?=")) {
+        Some(encoded) => {
+            let bytes = base64::engine::general_purpose::STANDARD.decode(encoded).ok()?;
+            String::from_utf8(bytes).ok()
+        }
+        None => Some(raw.to_owned()),
+    }
 }
 
 /// A JSON-RPC batch (2025-03-26): only within a session, no `initialize`.

@@ -12,6 +12,7 @@ mod content;
 mod fixture;
 mod http;
 mod peer;
+mod state;
 mod stdio;
 
 use std::collections::HashMap;
@@ -36,6 +37,7 @@ use crate::protocol::{
 pub use content::messages_to_result;
 pub use http::{HttpOptions, McpServerResolver, ResolveError, StaticResolver, mcp_router};
 pub use peer::{ClientRequestError, ListChange, PendingRequests, SubscriptionFilter};
+pub use state::{RequestStateError, StateSealer};
 pub use stdio::serve_stdio;
 
 /// One entry of a server's configuration: a single tool, or every tool of a provider.
@@ -115,6 +117,8 @@ pub struct RequestContext {
     client_capabilities: Option<Arc<Value>>,
     /// 2026-07-28 retries: the client's answers to an earlier `input_required` result, by key.
     input_responses: Option<Arc<Map<String, Value>>>,
+    /// 2026-07-28 retries: the verified `requestState` of an earlier `input_required` result.
+    request_state: Option<Arc<Value>>,
     /// The request's outgoing messages (notifications, requests to the client), in order; the transport
     /// forwards them (its SSE response, stdout) or takes them with [`take_notifications`](Self::take_notifications).
     outbox: Arc<peer::Outbox>,
@@ -132,6 +136,7 @@ impl RequestContext {
             cancel: CancellationToken::new(),
             client_capabilities: None,
             input_responses: None,
+            request_state: None,
             outbox: Arc::default(),
             pending: None,
             client_timeout: ServerOptions::default().client_request_timeout,
@@ -184,6 +189,12 @@ impl RequestContext {
         self.outbox.drain()
     }
 
+    /// 2026-07-28 retries: the state the handler attached to its earlier `input_required` result
+    /// ([`ClientRequestError::with_state`]), verified by the server; `None` on first calls and in the session era.
+    pub fn request_state(&self) -> Option<&Value> {
+        self.request_state.as_deref()
+    }
+
     fn stateless(&self) -> bool {
         self.protocol_version == STATELESS_VERSION
     }
@@ -212,12 +223,17 @@ impl RequestContext {
         }
         if self.stateless() {
             if let Some(answer) = self.input_responses.as_deref().and_then(|r| r.get(key)) {
-                return Ok(answer.clone());
+                return match check_answer(method, answer) {
+                    Ok(()) => Ok(answer.clone()),
+                    Err(reason) => Err(ClientRequestError::InvalidInputResponse {
+                        key: key.to_owned(),
+                        reason,
+                    }),
+                };
             }
-            return Err(ClientRequestError::InputRequired {
-                key: key.to_owned(),
-                request: json!({"method": method, "params": params}),
-            });
+            let mut requests = Map::new();
+            requests.insert(key.to_owned(), json!({"method": method, "params": params}));
+            return Err(ClientRequestError::InputRequired { requests, state: None });
         }
         let Some(pending) = &self.pending else {
             return Err(ClientRequestError::Unsupported { method: method.into() });
@@ -246,6 +262,11 @@ impl RequestContext {
             pending.forget(&id);
         }
         outcome
+    }
+
+    /// `roots/list` (needs the client's `roots` capability).
+    pub async fn list_roots(&self, key: &str) -> Result<Value, ClientRequestError> {
+        self.request_client(key, "roots", "roots/list", json!({})).await
     }
 
     /// `sampling/createMessage` (needs the client's `sampling` capability).
@@ -297,6 +318,8 @@ pub struct McpServer {
     /// MCP name -> index of a single-tool entry, when every entry is a single tool and the name is unique: such a
     /// call resolves its tool once, in the catalog, without listing anything.
     direct: HashMap<String, usize>,
+    /// Seals and verifies the `requestState` of 2026-07-28 `input_required` results.
+    sealer: Arc<StateSealer>,
 }
 
 impl McpServer {
@@ -331,7 +354,45 @@ impl McpServer {
             changes: broadcast::channel(64).0,
             server_info_value,
             direct,
+            sealer: Arc::default(),
         }
+    }
+
+    /// Builder: the key `requestState` is sealed with (HMAC-SHA256). Without it each server has a random key, so
+    /// a retry must reach the process that issued the state; share one key between nodes behind a load balancer.
+    pub fn with_request_state_key(mut self, key: &[u8]) -> Self {
+        self.sealer = Arc::new(StateSealer::with_key(key));
+        self
+    }
+
+    /// The `input_required` result for `requests`, with `state` sealed into `requestState` for the request
+    /// `scope` (see [`StateSealer::seal`]).
+    fn input_required(&self, scope: &str, requests: Map<String, Value>, state: Option<Value>) -> Value {
+        let mut result = json!({"resultType": "input_required", "inputRequests": requests});
+        if let Some(state) = state {
+            result["requestState"] = json!(self.sealer.seal(scope, &state));
+        }
+        result
+    }
+
+    /// The arguments of tool `name` that clients mirror in `Mcp-Param-*` headers (SEP-2243), as (property, header
+    /// suffix) pairs. Only fixture tools declare `x-mcp-header`: tenant tools' schemas are generated from their
+    /// parameters and never carry it, so the hot path lists nothing.
+    pub(crate) fn header_parameters(&self, name: &str) -> Vec<(String, String)> {
+        if self.fixture.is_none() {
+            return Vec::new();
+        }
+        fixture::ConformanceFixture::tools()
+            .iter()
+            .filter(|t| t.get("name").and_then(Value::as_str) == Some(name))
+            .filter_map(|t| t.pointer("/inputSchema/properties").and_then(Value::as_object))
+            .flat_map(|properties| {
+                properties.iter().filter_map(|(property, schema)| {
+                    let suffix = schema.get("x-mcp-header").and_then(Value::as_str)?;
+                    Some((property.clone(), suffix.to_owned()))
+                })
+            })
+            .collect()
     }
 
     /// Builder: also serve the conformance fixture of `@modelcontextprotocol/conformance` (tools such as
@@ -414,8 +475,41 @@ impl McpServer {
         let local;
         let ctx = if ctx.stateless() {
             let params = request.params.as_ref();
-            let input_responses = params.and_then(|p| p.get("inputResponses")).and_then(Value::as_object);
-            if ctx.client_capabilities.is_none() || input_responses.is_some() {
+            let input_responses = match params.and_then(|p| p.get("inputResponses")) {
+                None => None,
+                Some(Value::Object(map)) => Some(map),
+                Some(_) => {
+                    return Some(Response::err(
+                        Some(id),
+                        RpcError::invalid_params(
+                            "\"inputResponses\" must be an object mapping each key of the earlier inputRequests to \
+                             the client's result for it",
+                        ),
+                    ));
+                }
+            };
+            let request_state = match params.and_then(|p| p.get("requestState")) {
+                None => None,
+                Some(Value::String(token)) => {
+                    let empty = Map::new();
+                    let scope = state::scope(&request.method, params.and_then(Value::as_object).unwrap_or(&empty));
+                    match self.sealer.open(&scope, token) {
+                        Ok(state) => Some(Arc::new(state)),
+                        Err(error) => {
+                            return Some(Response::err(Some(id), RpcError::invalid_params(error.to_string())));
+                        }
+                    }
+                }
+                Some(_) => {
+                    return Some(Response::err(
+                        Some(id),
+                        RpcError::invalid_params(
+                            "\"requestState\" must be the string of the earlier input_required result, unchanged",
+                        ),
+                    ));
+                }
+            };
+            if ctx.client_capabilities.is_none() || input_responses.is_some() || request_state.is_some() {
                 let mut derived = ctx.clone();
                 if derived.client_capabilities.is_none() {
                     derived.client_capabilities = params
@@ -424,6 +518,7 @@ impl McpServer {
                         .map(|c| Arc::new(c.clone()));
                 }
                 derived.input_responses = input_responses.map(|r| Arc::new(r.clone()));
+                derived.request_state = request_state;
                 local = derived;
                 &local
             } else {
@@ -468,6 +563,16 @@ impl McpServer {
                 ("server/discover", None) => Ok(self.discover()),
                 ("ping", None) => Ok(json!({})),
                 ("tools/list", None) => self.list_tools(ctx).await,
+                ("prompts/get", None) if let Some(fixture) = &self.fixture => {
+                    match fixture.input_required_prompt(ctx).await {
+                        Ok(result) => Ok(result),
+                        Err(ClientRequestError::InputRequired { requests, state }) if ctx.stateless() => {
+                            let scope = state::scope("prompts/get", params);
+                            Ok(self.input_required(&scope, requests, state))
+                        }
+                        Err(error) => Err(error.to_rpc_error()),
+                    }
+                }
                 (other, None) => Err(RpcError::method_not_found(other)),
             }
         };
@@ -660,10 +765,8 @@ impl McpServer {
         {
             return match result {
                 Ok(result) => Ok(result),
-                Err(ClientRequestError::InputRequired { key, request }) if ctx.stateless() => {
-                    let mut requests = Map::new();
-                    requests.insert(key, request);
-                    Ok(json!({"resultType": "input_required", "inputRequests": requests}))
+                Err(ClientRequestError::InputRequired { requests, state }) if ctx.stateless() => {
+                    Ok(self.input_required(&format!("tools/call:{name}"), requests, state))
                 }
                 Err(error) => Err(error.to_rpc_error()),
             };
@@ -885,6 +988,29 @@ fn parameter_schema(parameter: &ToolParameter) -> Value {
         }
     }
     schema
+}
+
+/// Checks that a 2026-07-28 `inputResponses` entry has the shape of a result of `method`, so a handler never works
+/// on a malformed answer.
+fn check_answer(method: &str, answer: &Value) -> Result<(), String> {
+    let Value::Object(answer) = answer else {
+        return Err(format!("expected the result object of {method}, got {answer}"));
+    };
+    match method {
+        "elicitation/create" => match answer.get("action").and_then(Value::as_str) {
+            Some("accept" | "decline" | "cancel") => Ok(()),
+            _ => Err("an elicitation result needs \"action\": \"accept\", \"decline\" or \"cancel\"".into()),
+        },
+        "sampling/createMessage" => match answer.get("content") {
+            Some(Value::Object(_) | Value::Array(_)) => Ok(()),
+            _ => Err("a sampling result needs \"content\" (a content block or a list of them)".into()),
+        },
+        "roots/list" => match answer.get("roots") {
+            Some(Value::Array(_)) => Ok(()),
+            _ => Err("a roots/list result needs a \"roots\" array".into()),
+        },
+        _ => Ok(()),
+    }
 }
 
 #[cfg(test)]

@@ -62,12 +62,23 @@ pub enum ClientRequestError {
     },
     /// Stateless 2026-07-28: the client must supply this input and retry the request (MRTR). Handlers return it
     /// unchanged; [`McpServer::handle`](super::McpServer::handle) turns it into an `input_required` result.
-    #[error("input required: {key}")]
+    #[error("input required: {}", requests.keys().cloned().collect::<Vec<_>>().join(", "))]
     InputRequired {
-        /// The key of `inputRequests` / `inputResponses`.
+        /// `inputRequests`: what the client is to fulfil (`{method, params}`), by the key its answer comes back
+        /// under in `inputResponses`.
+        requests: serde_json::Map<String, Value>,
+        /// What the handler needs to resume; the server seals it into `requestState` (see
+        /// [`StateSealer`](super::StateSealer)) and hands it back through
+        /// [`RequestContext::request_state`](super::RequestContext::request_state) on the retry.
+        state: Option<Value>,
+    },
+    /// Stateless 2026-07-28: the retry's `inputResponses[key]` is not a result of the request it answers.
+    #[error("inputResponses.{key} is not a valid answer: {reason}")]
+    InvalidInputResponse {
+        /// The key in `inputResponses`.
         key: String,
-        /// The request the client is to fulfil (`{method, params}`).
-        request: Value,
+        /// What is wrong with it.
+        reason: String,
     },
 }
 
@@ -85,7 +96,20 @@ impl ClientRequestError {
             Self::Rejected { .. } | Self::Timeout { .. } | Self::Closed { .. } | Self::Unsupported { .. } => {
                 RpcError::internal(self.to_string())
             }
+            Self::InvalidInputResponse { .. } => RpcError::invalid_params(self.to_string()),
             Self::InputRequired { .. } => RpcError::internal("input required outside a stateless request"),
+        }
+    }
+
+    /// Attaches the state a handler needs to resume to an [`InputRequired`](Self::InputRequired) (other errors
+    /// pass unchanged).
+    pub fn with_state(self, state: Value) -> Self {
+        match self {
+            Self::InputRequired { requests, .. } => Self::InputRequired {
+                requests,
+                state: Some(state),
+            },
+            other => other,
         }
     }
 }
