@@ -450,15 +450,20 @@ async fn post_single(
         let Some(session) = state.touch(session_id, code) else {
             return session_not_found(request.id);
         };
+        // The transport spec refuses only invalid or unsupported versions; a client that names another session-era
+        // version it supports (conformance 0.1.16 does) is served under the negotiated one.
         if let Some(sent) = header_str(headers, HEADER_PROTOCOL_VERSION)
             && sent != session.version
+            && !crate::protocol::is_session_version(sent)
         {
             return rpc_error(
                 StatusCode::BAD_REQUEST,
                 request.id,
                 RpcError::invalid_request(format!(
-                    "MCP-Protocol-Version {sent} does not match the session's negotiated version {}",
-                    session.version
+                    "MCP-Protocol-Version {sent} is not a version this server supports for sessions (negotiated: {}; \
+                     supported: {})",
+                    session.version,
+                    crate::protocol::SUPPORTED_VERSIONS.join(", ")
                 )),
             );
         }
