@@ -333,6 +333,19 @@ async fn bad_input_gets_clear_errors() {
             r#"{"jsonrpc":"2.0","id":9,"method":"ping"}"#,
         )
         .await;
+    // Another supported session-era version on the session is served under the negotiated one (the transport spec
+    // refuses only invalid or unsupported versions; conformance 0.1.16 sends such a header).
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["id"], 9);
+    let (status, _, body) = raw
+        .post(
+            &[
+                ("mcp-session-id", session.as_str()),
+                ("mcp-protocol-version", "2031-01-01"),
+            ],
+            r#"{"jsonrpc":"2.0","id":9,"method":"ping"}"#,
+        )
+        .await;
     assert_eq!(status, 400, "{body}");
     let (status, _, body) = raw
         .post(
