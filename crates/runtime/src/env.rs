@@ -263,7 +263,9 @@ impl Environments {
         let downloaded = self.step("downloading uv from PyPI", &staging, &mut pip).await;
         if let Err(e) = downloaded {
             let _ = tokio::fs::remove_dir_all(&staging).await;
-            return Err(EnvError::Uv(format!("uv is not installed and could not be downloaded: {e}")));
+            return Err(EnvError::Uv(format!(
+                "uv is not installed and could not be downloaded: {e}"
+            )));
         }
         let wheel = std::fs::read_dir(&staging)
             .map_err(|e| EnvError::io(&staging, e))?
