@@ -23,9 +23,9 @@ use super::OAuthError;
 
 /// The only proof algorithm toolplane signs with.
 pub const DPOP_ALGORITHM: &str = "ES256";
-/// The `DPoP` request header carrying a proof, and the `DPoP-Nonce` response header carrying a server nonce.
+/// The request header carrying a proof (`DPoP`), lower-cased as HTTP/2 and `HeaderName` want it.
 pub const DPOP_HEADER: &str = "dpop";
-/// See [`DPOP_HEADER`].
+/// The response header carrying a server-supplied nonce (`DPoP-Nonce`).
 pub const DPOP_NONCE_HEADER: &str = "dpop-nonce";
 /// The error a server answers when a proof lacks its (current) nonce.
 pub const USE_DPOP_NONCE: &str = "use_dpop_nonce";
