@@ -75,10 +75,12 @@ if [ -f "$results/server.log" ]; then
   echo "server suite: $server_status — $(grep -E '^Total:|Passed:' "$results/server.log" | tail -1)"
 fi
 if [ -f "$results/client.log" ]; then
-  echo "client suite: $client_status — $(grep -E '^Total:' "$results/client.log" | tail -1)"
+  # A suite prints `Total: …` and one `✓`/`✗` line per scenario; a single --scenario prints `Passed: n/m …` on
+  # stderr.
+  echo "client suite: $client_status — $(cat "$results/client.log" "$results/client.stderr" | grep -E '^Total:|^Passed:' | tail -1)"
   scenarios=$(grep -cE '^[✓✗] ' "$results/client.log")
   failing=$(grep -E '^✗ ' "$results/client.log" | sed 's/^✗ /  ✗ /')
-  echo "client scenarios: $scenarios run, $(grep -cE '^✓ ' "$results/client.log") clean"
+  [ "$scenarios" -gt 0 ] && echo "client scenarios: $scenarios run, $(grep -cE '^✓ ' "$results/client.log") clean"
   [ -n "$failing" ] && echo "$failing"
 fi
 [ "$server_status" != failed ] && [ "$client_status" != failed ]
