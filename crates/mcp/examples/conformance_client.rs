@@ -9,8 +9,8 @@
 //! (list and call tools, read resources, answer elicitations) and, for `auth/*`, how a 401/403 is answered: OAuth
 //! discovery, a pre-registered client, a Client ID Metadata Document or dynamic registration, the authorization
 //! code flow with PKCE through a loopback redirect URI (this process plays the user's browser), RFC 9207 `iss`
-//! checks, step-up on `insufficient_scope`, re-registration when the authorization server changes, and the
-//! client-credentials grant.
+//! checks, step-up on `insufficient_scope`, re-registration when the authorization server changes, the
+//! client-credentials grant, and DPoP-bound tokens (RFC 9449) when the authorization server supports them.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;
@@ -21,7 +21,7 @@ use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use toolplane_mcp::client::{ClientHandler, Handler};
-use toolplane_mcp::oauth::{self, BearerChallenge, ClientInformation, ClientMetadata, OAuthDiscovery, TokenSet};
+use toolplane_mcp::oauth::{self, BearerChallenge, ClientInformation, ClientMetadata, Dpop, OAuthDiscovery, TokenSet};
 use toolplane_mcp::protocol::{RpcError, STATELESS_VERSION, Tool};
 use toolplane_mcp::{CallOptions, ClientOptions, EraPreference, McpClient, McpError};
 use toolplane_net::{NetConfig, SafeClient};
@@ -353,6 +353,9 @@ struct Auth {
     client: Option<ClientInformation>,
     tokens: Option<TokenSet>,
     authorizations: usize,
+    /// This client's DPoP key: used only with authorization servers that support DPoP, and then for the token
+    /// request and every MCP request alike, since the token is bound to it.
+    dpop: Dpop,
 }
 
 type Op<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, McpError>> + Send + 'a>>;
@@ -368,6 +371,7 @@ impl Auth {
             client: None,
             tokens: None,
             authorizations: 0,
+            dpop: Dpop::generate()?,
         })
     }
 
@@ -375,6 +379,7 @@ impl Auth {
     async fn connect(&mut self, options: &ClientOptions) -> Result<McpClient, Failure> {
         loop {
             let mut options = options.clone();
+            options.dpop = Some(self.dpop.clone());
             if let Some(tokens) = &self.tokens {
                 options
                     .headers
@@ -496,13 +501,15 @@ impl Auth {
         let request = oauth::authorization_request(&discovery, &client, &redirect_uri)?;
         let params = browse(&self.http, &request.url, listener).await?;
         let code = oauth::validate_authorization_response(&discovery, &request.state, &params)?;
-        let tokens = oauth::exchange_code(
+        let dpop = server.supports_dpop().then_some(&self.dpop);
+        let tokens = oauth::exchange_code_with_dpop(
             &self.http,
             &discovery,
             &client,
             &code,
             &request.code_verifier,
             &redirect_uri,
+            dpop,
         )
         .await?;
         eprintln!("{}: authorized ({tokens})", self.scenario);

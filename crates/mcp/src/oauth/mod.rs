@@ -14,9 +14,16 @@
 //! 4. [`refresh`] before expiry ([`TokenSet::expires_within`]) or after a 401; [`client_credentials`] for
 //!    machine-to-machine servers.
 //!
+//! DPoP (RFC 9449, [`dpop`]): when the authorization server advertises `dpop_signing_alg_values_supported` with
+//! ES256 ([`AuthorizationServerMetadata::supports_dpop`]), [`exchange_code_with_dpop`] and [`refresh_with_dpop`]
+//! send a proof with the token request (retrying once with the server's nonce on `use_dpop_nonce`) and get a
+//! token bound to the key; the MCP client then presents it as `Authorization: DPoP …` with a fresh proof on
+//! every request ([`ClientOptions::dpop`](crate::ClientOptions::dpop)). Without it, everything stays Bearer.
+//!
 //! Every request goes through [`SafeClient`].
 
 mod challenge;
+pub mod dpop;
 mod jwt;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -32,6 +39,7 @@ use toolplane_net::{NetError, SafeClient, StatusCode};
 use url::Url;
 
 pub use challenge::BearerChallenge;
+pub use dpop::{Dpop, DpopKey};
 
 use crate::protocol::LATEST_SESSION_VERSION;
 
@@ -100,6 +108,9 @@ pub struct AuthorizationServerMetadata {
     /// RFC 9207: the server puts `iss` in its authorization responses.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub authorization_response_iss_parameter_supported: Option<bool>,
+    /// RFC 9449 §5.1: the JWS algorithms the server accepts in DPoP proofs; present when it supports DPoP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dpop_signing_alg_values_supported: Option<Vec<String>>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
@@ -115,6 +126,13 @@ impl AuthorizationServerMetadata {
         self.scopes_supported
             .as_ref()
             .is_some_and(|list| list.iter().any(|s| s == scope))
+    }
+
+    /// Whether the server supports DPoP with the algorithm toolplane signs proofs with (ES256).
+    pub fn supports_dpop(&self) -> bool {
+        self.dpop_signing_alg_values_supported
+            .as_ref()
+            .is_some_and(|algs| algs.iter().any(|a| a == dpop::DPOP_ALGORITHM))
     }
 
     /// Whether `grant` is supported (absent list: `authorization_code` and `implicit`, per RFC 8414).
@@ -679,8 +697,16 @@ pub struct TokenSet {
 }
 
 impl TokenSet {
-    /// The `Authorization` header value (`Bearer …`; Dify capitalises the token type).
+    /// Whether the token is DPoP-bound (`token_type` `DPoP`): it must go out with a proof of the key.
+    pub fn is_dpop(&self) -> bool {
+        self.token_type.eq_ignore_ascii_case("dpop")
+    }
+
+    /// The `Authorization` header value (`Bearer …`, `DPoP …`; Dify capitalises the token type).
     pub fn authorization_header(&self) -> String {
+        if self.is_dpop() {
+            return format!("DPoP {}", self.access_token);
+        }
         let mut kind = self.token_type.to_ascii_lowercase();
         if let Some(first) = kind.get_mut(..1) {
             first.make_ascii_uppercase();
@@ -718,6 +744,21 @@ pub async fn exchange_code(
     code_verifier: &str,
     redirect_uri: &str,
 ) -> Result<TokenSet, OAuthError> {
+    exchange_code_with_dpop(http, discovery, client, code, code_verifier, redirect_uri, None).await
+}
+
+/// [`exchange_code`] with DPoP (RFC 9449 §5) when `dpop` is given: the token request carries a proof of the key,
+/// so the server binds the token to it (`token_type` `DPoP`). Use it when
+/// [`AuthorizationServerMetadata::supports_dpop`]; keep the same [`Dpop`] for the MCP requests.
+pub async fn exchange_code_with_dpop(
+    http: &SafeClient,
+    discovery: &OAuthDiscovery,
+    client: &ClientInformation,
+    code: &str,
+    code_verifier: &str,
+    redirect_uri: &str,
+    dpop: Option<&Dpop>,
+) -> Result<TokenSet, OAuthError> {
     let form = vec![
         ("grant_type", "authorization_code".to_owned()),
         ("code", code.to_owned()),
@@ -725,7 +766,7 @@ pub async fn exchange_code(
         ("redirect_uri", redirect_uri.to_owned()),
         ("resource", discovery.resource.clone()),
     ];
-    token_request(http, &discovery.authorization_server, client, form).await
+    token_request(http, &discovery.authorization_server, client, form, dpop).await
 }
 
 /// Uses a refresh token. A response without a new refresh token keeps the old one.
@@ -735,6 +776,18 @@ pub async fn refresh(
     client: &ClientInformation,
     refresh_token: &str,
 ) -> Result<TokenSet, OAuthError> {
+    refresh_with_dpop(http, discovery, client, refresh_token, None).await
+}
+
+/// [`refresh`] with a DPoP proof when `dpop` is given (RFC 9449 §5: a refresh of a DPoP-bound token must prove
+/// the same key).
+pub async fn refresh_with_dpop(
+    http: &SafeClient,
+    discovery: &OAuthDiscovery,
+    client: &ClientInformation,
+    refresh_token: &str,
+    dpop: Option<&Dpop>,
+) -> Result<TokenSet, OAuthError> {
     let mut form = vec![
         ("grant_type", "refresh_token".to_owned()),
         ("refresh_token", refresh_token.to_owned()),
@@ -743,7 +796,7 @@ pub async fn refresh(
     if let Some(scope) = &discovery.scope {
         form.push(("scope", scope.clone()));
     }
-    let mut tokens = token_request(http, &discovery.authorization_server, client, form).await?;
+    let mut tokens = token_request(http, &discovery.authorization_server, client, form, dpop).await?;
     tokens.refresh_token.get_or_insert_with(|| refresh_token.to_owned());
     Ok(tokens)
 }
@@ -771,7 +824,7 @@ pub async fn client_credentials(
     if let Some(scope) = &discovery.scope {
         form.push(("scope", scope.clone()));
     }
-    token_request(http, &discovery.authorization_server, client, form).await
+    token_request(http, &discovery.authorization_server, client, form, None).await
 }
 
 /// The client-credentials grant authenticated with a signed JWT (RFC 7523 `private_key_jwt`, SEP-1046): the
@@ -830,7 +883,7 @@ pub async fn jwt_bearer(
     if let Some(scope) = &discovery.scope {
         form.push(("scope", scope.clone()));
     }
-    token_request(http, server, client, form).await
+    token_request(http, server, client, form, None).await
 }
 
 /// Enterprise-managed authorization (SEP-990), first leg: exchanges the user's ID token at the enterprise
@@ -887,8 +940,9 @@ async fn token_request(
     server: &AuthorizationServerMetadata,
     client: &ClientInformation,
     mut form: Vec<(&'static str, String)>,
+    dpop: Option<&Dpop>,
 ) -> Result<TokenSet, OAuthError> {
-    let mut request = http.post(&server.token_endpoint).header(ACCEPT, "application/json");
+    let mut basic = None;
     match &client.client_secret {
         Some(secret) => {
             let methods = server.token_endpoint_auth_methods_supported.as_deref().unwrap_or(&[]);
@@ -902,12 +956,47 @@ async fn token_request(
                 form.push(("client_id", client.client_id.clone()));
                 form.push(("client_secret", secret.clone()));
             } else {
-                request = request.basic_auth(form_encode(&client.client_id), Some(form_encode(secret)));
+                basic = Some((form_encode(&client.client_id), form_encode(secret)));
             }
         }
         None => form.push(("client_id", client.client_id.clone())),
     }
-    send_token_request(http, request, &form).await
+    let request = |dpop_proof: Option<String>| {
+        let mut request = http.post(&server.token_endpoint).header(ACCEPT, "application/json");
+        if let Some((id, secret)) = &basic {
+            request = request.basic_auth(id, Some(secret));
+        }
+        if let Some(proof) = dpop_proof {
+            request = request.header(dpop::DPOP_HEADER, proof);
+        }
+        request
+    };
+    let Some(dpop) = dpop else {
+        return send_token_request(http, request(None), &form).await;
+    };
+    // RFC 9449 §8: a server that wants a nonce refuses the first proof with `use_dpop_nonce` and a `DPoP-Nonce`;
+    // the request is made again, once, with a fresh proof carrying it.
+    let mut retried = false;
+    loop {
+        let proof = dpop.proof("POST", &server.token_endpoint, None)?;
+        let response = request(Some(proof)).form(&form).send().await?;
+        let nonce = response
+            .headers()
+            .get(dpop::DPOP_NONCE_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let new_nonce = nonce
+            .as_deref()
+            .is_some_and(|n| dpop.remember_nonce(&server.token_endpoint, n));
+        match read_token_response(http, response).await {
+            Err(OAuthError::Server { status: 400, error, .. })
+                if error == dpop::USE_DPOP_NONCE && new_nonce && !retried =>
+            {
+                retried = true;
+            }
+            other => return other,
+        }
+    }
 }
 
 async fn send_token_request(
@@ -916,6 +1005,10 @@ async fn send_token_request(
     form: &[(&'static str, String)],
 ) -> Result<TokenSet, OAuthError> {
     let response = request.form(form).send().await?;
+    read_token_response(http, response).await
+}
+
+async fn read_token_response(http: &SafeClient, response: toolplane_net::Response) -> Result<TokenSet, OAuthError> {
     let status = response.status();
     let content_type = response
         .headers()
