@@ -332,6 +332,19 @@ fn the_daemon_runs_plugins_in_the_sandbox() {
     if let Ok(home) = std::env::var("HOME") {
         command.env("HOME", home);
     }
+    // The daemon builds the plugin's environment from PyPI: hand it the machine's CA bundle (a TLS-intercepting
+    // proxy) and local wheel folders, as an operator's environment would.
+    for name in [
+        "SSL_CERT_FILE",
+        "SSL_CERT_DIR",
+        "REQUESTS_CA_BUNDLE",
+        "PIP_CERT",
+        "PIP_FIND_LINKS",
+    ] {
+        if let Ok(value) = std::env::var(name) {
+            command.env(name, value);
+        }
+    }
     let uv = runtime_cache.join("tools/uv");
     if uv.is_file() {
         command.env("UV_PATH", uv);

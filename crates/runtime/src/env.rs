@@ -69,6 +69,9 @@ impl Environments {
         // One preparation per folder at a time, across every runtime in this process.
         let lock = folder_lock(&dir);
         let _guard = lock.lock().await;
+        // ... and across processes (serve and daemon sharing PLUGIN_WORKING_PATH, parallel test processes): an
+        // advisory lock on a file beside the folder, released when `_file_guard` drops.
+        let _file_guard = lock_file(&dir).await?;
         let permissions = manifest.resource.permission.clone().unwrap_or_default();
         let mut prepared = PreparedPlugin {
             unique_identifier: uid.as_str().to_owned(),
@@ -481,6 +484,30 @@ fn extract_uv(wheel: &Path, target: &Path) -> Result<(), EnvError> {
         .map_err(|e| EnvError::io(&partial, e))?;
     std::fs::rename(&partial, target).map_err(|e| EnvError::io(target, e))?;
     Ok(())
+}
+
+/// Takes an exclusive advisory lock on `<dir>.lock`, waiting for any other process that holds it.
+async fn lock_file(dir: &Path) -> Result<std::fs::File, EnvError> {
+    let mut name = dir.as_os_str().to_owned();
+    name.push(".lock");
+    let path = PathBuf::from(name);
+    if let Some(parent) = path.parent() {
+        tokio::fs::create_dir_all(parent)
+            .await
+            .map_err(|e| EnvError::io(parent, e))?;
+    }
+    tokio::task::spawn_blocking(move || {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| EnvError::io(&path, e))?;
+        file.lock().map_err(|e| EnvError::io(&path, e))?;
+        Ok(file)
+    })
+    .await
+    .map_err(|e| EnvError::Invalid(format!("waiting for the environment lock failed: {e}")))?
 }
 
 fn on_path(name: &str) -> Option<PathBuf> {
