@@ -18,6 +18,10 @@ use toolplane_daemon::*;
 use toolplane_runtime::{Backwards, FsStorage, PluginRuntime, RuntimeConfig};
 use toolplane_store::{BlobConfig, BlobStore};
 
+#[path = "support/probe.rs"]
+mod probe;
+use probe::renamed_probe;
+
 const KEY: &str = "dispatch-test-key";
 const TENANT: &str = "tenant-a";
 
@@ -90,12 +94,7 @@ impl Fixture {
     }
 
     async fn install(&self) -> String {
-        let package = toolplane_plugin::package_dir(
-            &Path::new(env!("CARGO_MANIFEST_DIR")).join("../runtime/tests/data/probe"),
-            50 << 20,
-            |_| {},
-        )
-        .unwrap();
+        let package = toolplane_plugin::package_dir(&probe::probe_dir(), 50 << 20, |_| {}).unwrap();
         self.install_packages(vec![package]).await.remove(0)
     }
 
@@ -460,32 +459,6 @@ async fn bench_dispatch_against_direct_runtime() {
             );
         }
     }
-}
-
-/// The probe plugin renamed to `name` (plugin id `probe/{name}`), packaged.
-fn renamed_probe(name: &str) -> Vec<u8> {
-    fn copy(from: &Path, to: &Path) {
-        std::fs::create_dir_all(to).unwrap();
-        for entry in std::fs::read_dir(from).unwrap() {
-            let entry = entry.unwrap();
-            let target = to.join(entry.file_name());
-            if entry.file_type().unwrap().is_dir() {
-                copy(&entry.path(), &target);
-            } else {
-                std::fs::copy(entry.path(), target).unwrap();
-            }
-        }
-    }
-    let dir = tempfile::tempdir().unwrap();
-    copy(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../runtime/tests/data/probe"),
-        dir.path(),
-    );
-    let manifest = dir.path().join("manifest.yaml");
-    let text = std::fs::read_to_string(&manifest).unwrap();
-    assert!(text.contains("\nname: probe\n"));
-    std::fs::write(&manifest, text.replace("\nname: probe\n", &format!("\nname: {name}\n"))).unwrap();
-    toolplane_plugin::package_dir(dir.path(), 50 << 20, |_| {}).unwrap()
 }
 
 /// `VmRSS` of a process in KiB.

@@ -10,6 +10,15 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 /// How many leading bytes of an over-long line are kept, enough to find its `session_id`.
 const TOO_LONG_PREFIX: usize = 512;
 
+/// The read buffer of one connection. A pipe delivers at most 64 KiB per read, but plugin frames are mostly a few
+/// hundred bytes and a daemon holds one reader per running plugin: 16 KiB keeps 100 plugins at 1.6 MB of buffers
+/// (64 KiB made 6.4 MB) while a long line still takes only a few more reads per 64 KiB.
+const READ_BUFFER: usize = 16 * 1024;
+
+/// A line buffer that grew beyond this (a large tool output) is released after use instead of being kept for the
+/// life of the connection; ordinary frames never reach it, so the hot path does not reallocate.
+const KEEP_LINE_CAPACITY: usize = 64 * 1024;
+
 /// One frame: a non-blank line without its `\n`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Frame<'a> {
@@ -31,7 +40,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     /// A reader of lines up to `max_line` bytes.
     pub fn new(reader: R, max_line: usize) -> Self {
         Self {
-            reader: BufReader::with_capacity(64 * 1024, reader),
+            reader: BufReader::with_capacity(READ_BUFFER, reader),
             line: Vec::new(),
             max_line,
         }
@@ -44,6 +53,10 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
 
     /// The next non-blank line; `Ok(None)` at the end of the stream.
     pub async fn next(&mut self) -> std::io::Result<Option<Frame<'_>>> {
+        if self.line.capacity() > KEEP_LINE_CAPACITY {
+            // The previous frame was huge; give its memory back rather than holding it while the plugin idles.
+            self.line = Vec::new();
+        }
         self.line.clear();
         let mut overflow = false;
         loop {
@@ -167,6 +180,16 @@ mod tests {
             "{prefix}"
         );
         assert_eq!(frames[1], Ok("{\"ok\":1}".into()));
+    }
+
+    #[tokio::test]
+    async fn releases_the_buffer_of_a_huge_line() {
+        let big = format!("{{\"data\":\"{}\"}}\n", "x".repeat(200 * 1024));
+        let mut r = reader(&[big.as_bytes(), b"{\"ok\":1}\n"], 1 << 20);
+        assert!(matches!(r.next().await.unwrap(), Some(Frame::Line(l)) if l.len() == big.len() - 1));
+        assert!(r.line.capacity() > KEEP_LINE_CAPACITY);
+        assert_eq!(r.next().await.unwrap(), Some(Frame::Line(b"{\"ok\":1}".as_slice())));
+        assert!(r.line.capacity() <= KEEP_LINE_CAPACITY, "{}", r.line.capacity());
     }
 
     #[tokio::test]
