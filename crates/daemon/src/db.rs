@@ -325,6 +325,17 @@ impl PluginDb {
         &self.pool
     }
 
+    /// Starts a write transaction. SQLite's deferred `BEGIN` takes the write lock only at the first write, and in WAL
+    /// mode such a transaction fails at once with "database is locked" (busy_timeout does not apply) when another
+    /// writer committed after it started reading; parallel installs hit that. `BEGIN IMMEDIATE` takes the lock up
+    /// front, where busy_timeout does wait.
+    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
+        match self.backend {
+            DbBackend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            DbBackend::Postgres => self.pool.begin().await,
+        }
+    }
+
     /// Which database this is.
     pub fn backend(&self) -> DbBackend {
         self.backend
@@ -387,7 +398,7 @@ impl PluginDb {
         readmes: &[(String, String)],
     ) -> Result<(), DaemonError> {
         let now = now_ms();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO plugin_declarations (id, created_at, updated_at, plugin_unique_identifier, plugin_id, \
              declaration) VALUES ($1, $2, $2, $3, $4, $5) ON CONFLICT (plugin_unique_identifier) DO NOTHING",
@@ -478,7 +489,7 @@ impl PluginDb {
         remote_declaration: Option<&Value>,
     ) -> Result<InstallationRow, DaemonError> {
         let now = now_ms();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let existing = sqlx::query(
             "SELECT plugin_unique_identifier FROM plugin_installations WHERE tenant_id = $1 AND plugin_id = $2",
         )
@@ -549,7 +560,7 @@ impl PluginDb {
     /// the category rows are replaced.
     pub async fn upgrade(&self, original: &str, new: &NewInstallation<'_>) -> Result<Released, DaemonError> {
         let now = now_ms();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let updated = sqlx::query(
             "UPDATE plugin_installations SET plugin_unique_identifier = $1, source = $2, meta = $3, updated_at = $4 \
              WHERE tenant_id = $5 AND plugin_id = $6 AND plugin_unique_identifier = $7",
@@ -631,7 +642,7 @@ impl PluginDb {
         installation_id: &str,
         keep_endpoints: bool,
     ) -> Result<(InstallationRow, Released), DaemonError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let row = sqlx::query(AssertSqlSafe(format!(
             "SELECT {INSTALLATION_COLUMNS} FROM plugin_installations WHERE tenant_id = $1 AND id = $2"
         )))
@@ -1102,6 +1113,35 @@ mod tests {
             Some("openai")
         );
         assert_eq!(ProviderCategory::Trigger.provider_name(&declaration), None);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn parallel_installs_on_an_sqlite_file_do_not_fail_with_database_locked() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("plugin.db").display());
+        let db = PluginDb::open(&url).await.unwrap();
+        let (meta, declaration) = (
+            serde_json::json!({}),
+            serde_json::json!({"tool": {"identity": {"name": "p"}}}),
+        );
+        let ids: Vec<(String, String)> = (0..24)
+            .map(|i| (format!("org/p{i}"), format!("org/p{i}:0.0.1@aa")))
+            .collect();
+        let installs = ids.iter().map(|(plugin_id, uid)| {
+            let db = db.clone();
+            let new = NewInstallation {
+                tenant_id: "t",
+                plugin_unique_identifier: uid,
+                plugin_id,
+                source: "package",
+                meta: &meta,
+                declaration: &declaration,
+            };
+            async move { db.install(&new).await }
+        });
+        for result in futures::future::join_all(installs).await {
+            result.unwrap();
+        }
     }
 
     #[tokio::test]
