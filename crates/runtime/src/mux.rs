@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
 
 use crate::backwards::{self, Backwards, Caller};
 use crate::frame::{Frame, FrameReader};
@@ -71,6 +72,15 @@ struct SessionSlot {
     tx: mpsc::UnboundedSender<SessionItem>,
     caller: Arc<Caller>,
     abandoned_at: Option<Instant>,
+    /// Cancelled when the session ends (the slot is dropped) or its caller goes away: stops the backwards calls
+    /// forwarded on its behalf.
+    gone: CancellationToken,
+}
+
+impl Drop for SessionSlot {
+    fn drop(&mut self) {
+        self.gone.cancel();
+    }
 }
 
 /// The state of a connection.
@@ -242,6 +252,7 @@ impl Mux {
                     tx,
                     caller,
                     abandoned_at: None,
+                    gone: CancellationToken::new(),
                 },
             );
         }
@@ -324,20 +335,6 @@ impl Mux {
         }
     }
 
-    /// Resolves once `session_id` has ended or its caller has gone.
-    async fn session_gone(&self, session_id: &str) {
-        loop {
-            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
-            let live = self
-                .sessions
-                .lock()
-                .is_ok_and(|sessions| sessions.get(session_id).is_some_and(|slot| slot.abandoned_at.is_none()));
-            if !live {
-                return;
-            }
-        }
-    }
-
     fn session_message(self: &Arc<Self>, session_id: String, message: SessionMessage) {
         let Ok(mut sessions) = self.sessions.lock() else {
             return;
@@ -363,7 +360,9 @@ impl Mux {
                 backwards_request_id,
                 request,
             } => {
-                let caller = sessions.get(&session_id).map(|s| Arc::clone(&s.caller));
+                let slot = sessions.get(&session_id);
+                let caller = slot.map(|s| Arc::clone(&s.caller));
+                let gone = slot.map(|s| s.gone.clone()).unwrap_or_default();
                 drop(sessions);
                 let mux = Arc::clone(self);
                 tokio::spawn(async move {
@@ -391,7 +390,7 @@ impl Mux {
                             // abandoned: dropping it closes the upstream request.
                             let cancelled = tokio::select! {
                                 () = backwards::answer(&mux.backwards, &caller, &kind, request, &mut send) => false,
-                                () = mux.session_gone(&session_id) => true,
+                                () = gone.cancelled() => true,
                             };
                             if cancelled {
                                 let _ = tx.send(("error", "the session was cancelled".into(), Value::Null));
@@ -492,6 +491,7 @@ impl Drop for Session {
             && let Some(slot) = sessions.get_mut(&self.id)
         {
             slot.abandoned_at.get_or_insert_with(Instant::now);
+            slot.gone.cancel();
         }
     }
 }
