@@ -187,6 +187,8 @@ where
         });
     }
     while running.join_next().await.is_some() {}
+    // The client is gone, and its tasks with it.
+    tasks.cancel_all();
     drop(tx);
     writer.await.map_err(std::io::Error::other)?
 }

@@ -209,6 +209,14 @@ impl TaskStore {
         self.lock().remove(task_id);
     }
 
+    /// Cancels and forgets every task (their transport is going away, and with it every way to reach them).
+    pub fn cancel_all(&self) {
+        let entries: Vec<_> = self.lock().drain().map(|(_, entry)| entry).collect();
+        for entry in entries {
+            entry.cancel();
+        }
+    }
+
     /// Status changes from now on (only sent while someone listens).
     pub(crate) fn subscribe(&self) -> broadcast::Receiver<TaskEvent> {
         self.events.subscribe()
