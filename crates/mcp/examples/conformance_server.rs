@@ -7,15 +7,24 @@
 mod demo;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::serve::ListenerExt;
-use toolplane_mcp::{HttpOptions, McpServer, StaticResolver, mcp_router};
+use toolplane_mcp::{HttpOptions, McpServer, ServerOptions, StaticResolver, mcp_router};
 
 #[tokio::main]
 async fn main() {
     let port: u16 = std::env::args().nth(1).and_then(|p| p.parse().ok()).unwrap_or(8931);
     let config = demo::server().config().clone();
-    let server = McpServer::new(demo::catalog(), "tenant-1", config).with_conformance_fixture();
+    // Task-eligible calls always answer with their task: the tasks scenarios expect one even for a short
+    // `slow_compute`.
+    let options = ServerOptions {
+        task_after: Duration::ZERO,
+        ..ServerOptions::default()
+    };
+    let server = McpServer::new(demo::catalog(), "tenant-1", config)
+        .with_conformance_fixture()
+        .with_options(options);
     let resolver = StaticResolver::new().with_server("conformance", Arc::new(server), None);
     let options = HttpOptions {
         allowed_origins: Some(vec![

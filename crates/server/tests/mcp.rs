@@ -635,6 +635,62 @@ async fn toolplane_serves_time_tools_over_mcp() {
     assert!(!result.is_error());
     client.close().await;
 
+    // A tenant's server offers 2026-07-28 clients the tasks extension: a call may be answered with a task (polled
+    // with tasks/get), or directly when the tool is quick; another tenant's server cannot reach the task.
+    let tasks_meta = json!({"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": {"extensions": {"io.modelcontextprotocol/tasks": {}}}});
+    let stateless = async |url: &str, method: &str, mut params: Value, name: Option<&str>| -> Value {
+        params["_meta"] = tasks_meta.clone();
+        let mut request = s
+            .http
+            .post(url)
+            .header("Accept", "application/json, text/event-stream")
+            .header("MCP-Protocol-Version", "2026-07-28")
+            .header("Mcp-Method", method);
+        if let Some(name) = name {
+            request = request.header("Mcp-Name", name);
+        }
+        let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
+        request.json(&body).send().await.unwrap().json().await.unwrap()
+    };
+    let discovered = stateless(&open_url, "server/discover", json!({}), None).await;
+    assert_eq!(
+        discovered["result"]["capabilities"]["extensions"]["io.modelcontextprotocol/tasks"],
+        json!({}),
+        "{discovered}"
+    );
+    let call = json!({"name": "current_time", "arguments": {}});
+    let mut answered = stateless(&open_url, "tools/call", call, Some("current_time")).await;
+    if answered["result"]["resultType"] == "task" {
+        let task_id = answered["result"]["taskId"].as_str().unwrap().to_owned();
+        let get = json!({"taskId": task_id});
+        let (_, other_tenant) = s
+            .post(
+                &s.key_b,
+                &s.console("/mcp-servers"),
+                json!({"name": "b-clock", "entries": entries}),
+            )
+            .await;
+        let other_url = s.url(other_tenant["server_path"].as_str().unwrap());
+        let foreign = stateless(&other_url, "tasks/get", get.clone(), Some(&task_id)).await;
+        assert_eq!(foreign["error"]["code"], -32602, "{foreign}");
+        for _ in 0..600 {
+            answered = stateless(&open_url, "tasks/get", get.clone(), Some(&task_id)).await;
+            if answered["result"]["status"] != "working" {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        answered["result"] = answered["result"]["result"].clone();
+    }
+    assert!(
+        answered["result"]["content"][0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("20"),
+        "{answered}"
+    );
+
     // The keyed server: refused without the key, served with it.
     let keyed_url = s.url(keyed["server_path"].as_str().unwrap());
     let refused = McpClient::connect_http(loopback(), &keyed_url, ClientOptions::default()).await;

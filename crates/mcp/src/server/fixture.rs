@@ -2,17 +2,34 @@
 //! `@modelcontextprotocol/conformance` calls by fixed names (`test_simple_text`, `test://static-text`,
 //! `test_simple_prompt`, …).
 //!
+//! The tasks scenarios (SEP-2663) call `greet` (never a task), `slow_compute`, `failing_job`, `protocol_error_job`,
+//! `confirm_delete`, `multi_input` and `test_tool_with_task`; the last six run through the server's generic task
+//! path ([`ConformanceFixture::prepare_task_tool`] only supplies their work).
+//!
 //! It is only ever enabled explicitly, through [`McpServer::with_conformance_fixture`](super::McpServer), for a
 //! conformance test server; tenant servers never serve it.
 
 use std::collections::HashSet;
-use std::sync::Mutex;
+use std::sync::{LazyLock, Mutex};
 use std::time::Duration;
 
 use serde_json::{Map, Value, json};
 
-use super::{ClientRequestError, ListChange, McpServer, RequestContext};
+use super::{ClientRequestError, ListChange, McpServer, RequestContext, TaskSupport, Work, WorkError};
 use crate::protocol::RpcError;
+
+/// The fixture tools that may or must run as tasks (every other fixture tool answers in the request).
+const TASK_TOOLS: [(&str, TaskSupport); 6] = [
+    ("slow_compute", TaskSupport::Optional),
+    ("failing_job", TaskSupport::Required),
+    ("protocol_error_job", TaskSupport::Optional),
+    ("confirm_delete", TaskSupport::Optional),
+    ("multi_input", TaskSupport::Optional),
+    ("test_tool_with_task", TaskSupport::Required),
+];
+
+/// The fixture tools, built once.
+static TOOLS: LazyLock<Vec<Value>> = LazyLock::new(ConformanceFixture::build_tools);
 
 /// A 1×1 red PNG.
 const PNG_BASE64: &str = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAIAAACQd1PeAAAADElEQVR4nGP4z8AAAAMBAQDJ/pLvAAAAAElFTkSuQmCC";
@@ -218,7 +235,23 @@ impl ConformanceFixture {
     }
 
     /// The fixture tools, in listing order.
-    pub(super) fn tools() -> Vec<Value> {
+    pub(super) fn tools() -> &'static [Value] {
+        &TOOLS
+    }
+
+    /// How fixture tool `name` may run: `Forbidden` for the tools that always answer in the request; `None` when
+    /// the fixture has no such tool.
+    pub(super) fn task_support(name: &str) -> Option<TaskSupport> {
+        if let Some((_, support)) = TASK_TOOLS.iter().find(|(tool, _)| *tool == name) {
+            return Some(*support);
+        }
+        Self::tools()
+            .iter()
+            .any(|t| t.get("name").and_then(Value::as_str) == Some(name))
+            .then_some(TaskSupport::Forbidden)
+    }
+
+    fn build_tools() -> Vec<Value> {
         let simple = |name: &str, description: &str| json!({"name": name, "description": description, "inputSchema": no_arguments()});
         vec![
             simple("test_simple_text", "Returns a simple text response"),
@@ -315,7 +348,126 @@ impl ConformanceFixture {
                 "test_input_required_result_capabilities",
                 "Asks only for what the client declared (elicitation, sampling, roots)",
             ),
+            json!({
+                "name": "greet",
+                "description": "Greets by name (never a task)",
+                "inputSchema": {"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]},
+            }),
+            json!({
+                "name": "slow_compute",
+                "description": "Works for `seconds` seconds, then returns; a task for clients that take one",
+                "inputSchema": {"type": "object", "properties": {
+                    "seconds": {"type": "number", "minimum": 0},
+                    "label": {"type": "string"},
+                }},
+            }),
+            simple(
+                "failing_job",
+                "Runs only as a task; ends after about a second with a tool error",
+            ),
+            simple("protocol_error_job", "Fails with a JSON-RPC (protocol) error"),
+            json!({
+                "name": "confirm_delete",
+                "description": "Asks the user to confirm deleting a file (elicitation), then reports the choice",
+                "inputSchema": {"type": "object", "properties": {"filename": {"type": "string"}}},
+            }),
+            simple("multi_input", "Asks two questions at once and reports both answers"),
+            simple(
+                "test_tool_with_task",
+                "Asks the user's name before the task exists (input_required), then greets as a task",
+            ),
         ]
+    }
+
+    /// The work of task tool `name` (see [`TASK_TOOLS`]), after what must happen before any task exists:
+    /// `test_tool_with_task` asks the user's name in the request itself (`input_required` until the retry brings
+    /// it), then its task greets with it.
+    pub(super) async fn prepare_task_tool(
+        &self,
+        name: &str,
+        params: &Map<String, Value>,
+        ctx: &RequestContext,
+    ) -> Result<Work, ClientRequestError> {
+        let arguments = params.get("arguments").cloned().unwrap_or_else(|| json!({}));
+        let text_result = |message: String| json!({"content": [text(&message)], "isError": false});
+        let work: Work = match name {
+            "slow_compute" => {
+                let seconds = arguments
+                    .get("seconds")
+                    .and_then(Value::as_f64)
+                    .unwrap_or(0.0)
+                    .clamp(0.0, 3600.0);
+                let label = arguments.get("label").and_then(Value::as_str).unwrap_or("").to_owned();
+                Box::new(move |_ctx| {
+                    Box::pin(async move {
+                        tokio::time::sleep(Duration::from_secs_f64(seconds)).await;
+                        Ok(text_result(format!("{label}: computed after {seconds} s")))
+                    })
+                })
+            }
+            "failing_job" => Box::new(|_ctx| {
+                Box::pin(async {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    Ok(json!({"content": [text("The job failed")], "isError": true}))
+                })
+            }),
+            "protocol_error_job" => Box::new(|_ctx| {
+                Box::pin(async {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    Err(WorkError::Rpc(RpcError::internal(
+                        "protocol_error_job failed at the protocol level, on purpose",
+                    )))
+                })
+            }),
+            "confirm_delete" => {
+                let filename = arguments
+                    .get("filename")
+                    .and_then(Value::as_str)
+                    .unwrap_or("the file")
+                    .to_owned();
+                Box::new(move |ctx| {
+                    Box::pin(async move {
+                        let question = json!({
+                            "mode": "form",
+                            "message": format!("Delete {filename}?"),
+                            "requestedSchema": {
+                                "type": "object",
+                                "properties": {"confirm": {"type": "boolean"}},
+                                "required": ["confirm"],
+                            },
+                        });
+                        let answer = ctx.elicit("confirm", question).await?;
+                        let confirmed = answer.get("action").and_then(Value::as_str) == Some("accept")
+                            && answer.pointer("/content/confirm") == Some(&json!(true));
+                        let outcome = if confirmed { "Deleted" } else { "Kept" };
+                        Ok(text_result(format!("{outcome} {filename}")))
+                    })
+                })
+            }
+            "multi_input" => Box::new(move |ctx| {
+                Box::pin(async move {
+                    // Both questions are open at once: the task shows two inputRequests until both are answered.
+                    let (first, second) = tokio::join!(
+                        ctx.elicit("first", form("First value?", "name", "string")),
+                        ctx.elicit("second", form("Second value?", "name", "string")),
+                    );
+                    let answers = Map::from_iter([("first".into(), first?), ("second".into(), second?)]);
+                    let first = accepted(&answers, "first", "name").unwrap_or_default();
+                    let second = accepted(&answers, "second", "name").unwrap_or_default();
+                    Ok(text_result(format!("Got {first} and {second}")))
+                })
+            }),
+            "test_tool_with_task" => {
+                let answers = gather(ctx, vec![ask_name("user_name", "What is your name?")]).await?;
+                let user = accepted(&answers, "user_name", "name").unwrap_or_else(|| "stranger".into());
+                Box::new(move |_ctx| Box::pin(async move { Ok(text_result(format!("Hello, {user}!"))) }))
+            }
+            other => {
+                let message = format!("{other} is not a task tool of the fixture");
+                Box::new(move |_ctx| Box::pin(async move { Err(WorkError::Rpc(RpcError::invalid_params(message))) }))
+            }
+        };
+        Ok(work)
     }
 
     /// Runs fixture tool `name`; `None` when there is no such fixture tool.
@@ -514,6 +666,7 @@ impl ConformanceFixture {
                 return Some(self.elicit(ctx, request, "Elicitation completed").await);
             }
             "test_header_param" => vec![text(&format!("region={}", argument("region")))],
+            "greet" => vec![text(&format!("Hello, {}!", argument("name")))],
             "test_input_required_result_elicitation" => {
                 let answers = match gather(ctx, vec![ask_name("user_name", "What is your name?")]).await {
                     Ok(answers) => answers,

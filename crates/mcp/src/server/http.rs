@@ -24,6 +24,7 @@ use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
 use super::peer::Outbox;
+use super::tasks::{TASKS_EXTENSION, TaskEvent, TaskScope, TaskStore};
 use super::{ListChange, McpServer, PendingRequests, RequestContext, SubscriptionFilter};
 use crate::protocol::{
     HEADER_METHOD, HEADER_NAME, HEADER_PROTOCOL_VERSION, HEADER_SESSION_ID, META_CLIENT_CAPABILITIES,
@@ -117,6 +118,9 @@ pub struct HttpOptions {
     pub allowed_origins: Option<Vec<String>>,
     /// Interval of keep-alive comments on GET streams.
     pub keep_alive: Duration,
+    /// At most this many tasks (2026-07-28 tasks extension) are kept at once, running or finished within their
+    /// TTL, over all servers of the router (default 10,000); calls that would make more get an error.
+    pub max_tasks: usize,
 }
 
 impl Default for HttpOptions {
@@ -129,6 +133,7 @@ impl Default for HttpOptions {
             authorization_servers: Vec::new(),
             allowed_origins: None,
             keep_alive: Duration::from_secs(15),
+            max_tasks: 10_000,
         }
     }
 }
@@ -170,6 +175,9 @@ struct AppState {
     /// Read-locked on every request (lookups run in parallel); write-locked only to open or end a session.
     sessions: RwLock<HashMap<String, Arc<Session>>>,
     epoch: Instant,
+    /// The tasks of every server of the router: kept here, not in the [`McpServer`]s, which a resolver may rebuild
+    /// at any time.
+    tasks: Arc<TaskStore>,
 }
 
 impl AppState {
@@ -221,6 +229,7 @@ impl AppState {
 pub fn mcp_router(resolver: Arc<dyn McpServerResolver>, options: HttpOptions) -> Router {
     let state = Arc::new(AppState {
         resolver,
+        tasks: Arc::new(TaskStore::new(options.max_tasks)),
         options,
         sessions: RwLock::new(HashMap::new()),
         epoch: Instant::now(),
@@ -488,7 +497,7 @@ async fn post_single(
         return respond(Box::pin(handler), outbox, |_| StatusCode::OK).await;
     }
 
-    stateless(state, server, headers, request).await
+    stateless(state, server, code, headers, request).await
 }
 
 /// The client's answer to one of our requests: handed to the waiting handler.
@@ -658,7 +667,31 @@ fn stateless_status(response: &Response) -> StatusCode {
     }
 }
 
-async fn stateless(state: &AppState, server: Arc<McpServer>, headers: &HeaderMap, request: Request) -> HttpResponse {
+/// Whom a stateless request's tasks belong to: the server, and the caller as its credential identifies it (a hash
+/// of the bearer key; callers of an open server are told apart only by the unguessable task ids).
+fn task_owner(code: &str, headers: &HeaderMap) -> Arc<str> {
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    match bearer(headers) {
+        Some(token) => {
+            let digest = sha2::Sha256::digest(token.as_bytes());
+            format!(
+                "{code}\n{}",
+                base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest)
+            )
+            .into()
+        }
+        None => format!("{code}\n").into(),
+    }
+}
+
+async fn stateless(
+    state: &AppState,
+    server: Arc<McpServer>,
+    code: &str,
+    headers: &HeaderMap,
+    request: Request,
+) -> HttpResponse {
     let meta_version = meta_version(&request);
     let header_version = header_str(headers, HEADER_PROTOCOL_VERSION).map(str::to_owned);
     let version = meta_version.clone().or(header_version.clone());
@@ -750,13 +783,14 @@ async fn stateless(state: &AppState, server: Arc<McpServer>, headers: &HeaderMap
             }
         }
         if request.method == "subscriptions/listen" {
-            return listen(state, &server, request);
+            return listen(state, &server, request, task_owner(code, headers));
         }
     }
 
     // No way back to the client within a stateless request: questions become `input_required` results.
     let mut request = request;
-    let mut ctx = RequestContext::new(STATELESS_VERSION);
+    let mut ctx = RequestContext::new(STATELESS_VERSION)
+        .with_tasks(TaskScope::new(Arc::clone(&state.tasks), task_owner(code, headers)));
     // The declared capabilities move out of `_meta` (validated above) instead of being copied by the handler.
     if let Some(Value::Object(params)) = &mut request.params
         && let Some(Value::Object(meta)) = params.get_mut("_meta")
@@ -781,28 +815,107 @@ fn sse_event<T: serde::Serialize>(message: &T) -> Event {
 
 /// `subscriptions/listen` (2026-07-28): an SSE stream that opens with `notifications/subscriptions/acknowledged`
 /// (the filter the server agreed to) and then carries the changes that pass the filter, each tagged with the
-/// listen request's id, until the client closes it.
-fn listen(state: &AppState, server: &McpServer, request: Request) -> HttpResponse {
+/// listen request's id, until the client closes it. With the tasks extension, `taskIds` subscribes to
+/// `notifications/tasks` for those of the caller's tasks that exist: each carries the task as `tasks/get` would
+/// show it, first its state at subscription, then at every change.
+fn listen(state: &AppState, server: &McpServer, request: Request, owner: Arc<str>) -> HttpResponse {
     let Some(id) = request.id.clone() else {
         return StatusCode::ACCEPTED.into_response();
     };
-    let filter = server.subscription_filter(request.params.as_ref().and_then(|p| p.get("notifications")));
+    let requested = request.params.as_ref().and_then(|p| p.get("notifications"));
+    let filter = server.subscription_filter(requested);
+    let task_ids: Option<Vec<String>> = requested
+        .and_then(|r| r.get("taskIds"))
+        .and_then(Value::as_array)
+        .map(|ids| ids.iter().filter_map(Value::as_str).map(str::to_owned).collect());
+    if task_ids.is_some() {
+        let declared = request
+            .params
+            .as_ref()
+            .and_then(|p| p.get("_meta"))
+            .and_then(|m| m.get(META_CLIENT_CAPABILITIES))
+            .and_then(|c| c.get("extensions"))
+            .and_then(|e| e.get(TASKS_EXTENSION))
+            .is_some_and(Value::is_object);
+        if !declared {
+            return rpc_error(
+                StatusCode::BAD_REQUEST,
+                Some(id),
+                super::tasks::missing_extension(format!(
+                    "task status notifications need the {TASKS_EXTENSION} extension: declare it in \
+                     _meta.io.modelcontextprotocol/clientCapabilities.extensions"
+                )),
+            );
+        }
+    }
     // Subscribe before acknowledging, so no change announced after the acknowledgement is missed.
     let changes = server.subscribe_changes();
+    let task_events = state.tasks.subscribe();
+    // Only the caller's own tasks are agreed to; others are left out as if they did not exist.
+    let tasks: Vec<_> = task_ids
+        .iter()
+        .flatten()
+        .filter_map(|task_id| state.tasks.get(&owner, task_id))
+        .collect();
     let tag = json!({ META_SUBSCRIPTION_ID: id });
+    let mut agreed = filter.to_value();
+    if task_ids.is_some() {
+        agreed["taskIds"] = json!(tasks.iter().map(|t| t.id()).collect::<Vec<_>>());
+    }
     let ack = Request::notification(
         "notifications/subscriptions/acknowledged",
-        Some(json!({"notifications": filter.to_value(), "_meta": tag})),
+        Some(json!({"notifications": agreed, "_meta": tag})),
     );
-    let head = futures::stream::once(async move { Ok::<_, Infallible>(sse_event(&ack)) });
-    let rest = change_stream(changes, filter, Some(tag)).map(|n| Ok::<_, Infallible>(sse_event(&n)));
-    let mut response = Sse::new(head.chain(rest))
+    let current: Vec<Request> = tasks
+        .iter()
+        .map(|task| task_notification(task.notification(), &tag))
+        .collect();
+    let wanted: Vec<Arc<str>> = tasks.iter().map(|t| Arc::from(t.id())).collect();
+    let head = futures::stream::iter(std::iter::once(ack).chain(current));
+    let lists = change_stream(changes, filter, Some(tag.clone()));
+    let updates = task_stream(task_events, owner, wanted, tag);
+    let rest = futures::stream::select(lists, updates);
+    let events = head.chain(rest).map(|n| Ok::<_, Infallible>(sse_event(&n)));
+    let mut response = Sse::new(events)
         .keep_alive(KeepAlive::new().interval(state.options.keep_alive))
         .into_response();
     response
         .headers_mut()
         .insert("x-accel-buffering", HeaderValue::from_static("no"));
     response
+}
+
+fn task_notification(mut task: Value, tag: &Value) -> Request {
+    task["_meta"] = tag.clone();
+    Request::notification("notifications/tasks", Some(task))
+}
+
+/// `notifications/tasks` for the changes of the `wanted` tasks of `owner`; ends when none is wanted (nothing
+/// was agreed to), leaving the stream to the list changes.
+fn task_stream(
+    events: broadcast::Receiver<TaskEvent>,
+    owner: Arc<str>,
+    wanted: Vec<Arc<str>>,
+    tag: Value,
+) -> impl futures::Stream<Item = Request> + Send + 'static {
+    futures::stream::unfold(
+        (events, owner, wanted, tag),
+        |(mut events, owner, wanted, tag)| async move {
+            if wanted.is_empty() {
+                return None;
+            }
+            loop {
+                match events.recv().await {
+                    Ok(event) if event.owner == owner && wanted.contains(&event.task_id) => {
+                        let notification = task_notification(event.task, &tag);
+                        return Some((notification, (events, owner, wanted, tag)));
+                    }
+                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(broadcast::error::RecvError::Closed) => return None,
+                }
+            }
+        },
+    )
 }
 
 /// The notifications for the changes that pass `filter`, with `_meta` set to `tag` when given.
@@ -829,7 +942,8 @@ fn change_stream(
     })
 }
 
-/// 2026-07-28: `Mcp-Method` must name the body's method, and `Mcp-Name` the tool of a `tools/call`.
+/// 2026-07-28: `Mcp-Method` must name the body's method, and `Mcp-Name` the tool of a `tools/call` or the task of
+/// `tasks/get`, `tasks/update` and `tasks/cancel`.
 fn check_method_headers(headers: &HeaderMap, request: &Request) -> Result<(), RpcError> {
     match header_str(headers, HEADER_METHOD) {
         Some(method) if method == request.method => {}
@@ -849,24 +963,30 @@ fn check_method_headers(headers: &HeaderMap, request: &Request) -> Result<(), Rp
             ));
         }
     }
-    if request.method == "tools/call" {
+    // `Mcp-Name` carries the body's tool name, or the task id of a tasks method (SEP-2663, for routing).
+    let named = match request.method.as_str() {
+        "tools/call" => Some(("name", "the tool name")),
+        "tasks/get" | "tasks/update" | "tasks/cancel" => Some(("taskId", "the taskId")),
+        _ => None,
+    };
+    if let Some((field, what)) = named {
         let name = request
             .params
             .as_ref()
-            .and_then(|p| p.get("name"))
+            .and_then(|p| p.get(field))
             .and_then(Value::as_str);
         match (header_str(headers, HEADER_NAME), name) {
             (Some(h), Some(n)) if h == n => {}
             (None, _) => {
                 return Err(RpcError::new(
                     codes::HEADER_MISMATCH,
-                    "missing required Mcp-Name header for `tools/call`",
+                    format!("missing required Mcp-Name header for `{}`", request.method),
                 ));
             }
             (Some(h), n) => {
                 return Err(RpcError::new(
                     codes::HEADER_MISMATCH,
-                    format!("Mcp-Name header {h:?} does not match the tool name {n:?}"),
+                    format!("Mcp-Name header {h:?} does not match {what} {n:?}"),
                 ));
             }
         }

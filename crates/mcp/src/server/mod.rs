@@ -3,8 +3,9 @@
 //! [`McpServer`] is the transport-free protocol handler: a tenant's [`Catalog`] plus an [`McpServerConfig`] (a
 //! named server exposing chosen tools or whole providers, with `form=form` parameters fixed by configuration). It
 //! answers `initialize` (negotiating 2024-11-05 … 2025-11-25), `server/discover` (2026-07-28), `ping`,
-//! `tools/list` and `tools/call`. [`mcp_router`] serves it over streamable HTTP (sessions and stateless) and
-//! [`serve_stdio`] over stdin/stdout. [`McpServer::with_conformance_fixture`] adds, for conformance test servers
+//! `tools/list` and `tools/call`, and for 2026-07-28 clients that declare the tasks extension `tasks/get`,
+//! `tasks/update` and `tasks/cancel` ([`tasks`]). [`mcp_router`] serves it over streamable HTTP (sessions and
+//! stateless) and [`serve_stdio`] over stdin/stdout. [`McpServer::with_conformance_fixture`] adds, for conformance test servers
 //! only, the fixture tools, resources, prompts, `logging/setLevel` and `completion/complete` that the
 //! `@modelcontextprotocol/conformance` server suite calls by name.
 
@@ -14,9 +15,12 @@ mod http;
 mod peer;
 mod state;
 mod stdio;
+pub mod tasks;
 
 use std::collections::HashMap;
 use std::collections::HashSet;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -39,6 +43,9 @@ pub use http::{HttpOptions, McpServerResolver, ResolveError, StaticResolver, mcp
 pub use peer::{ClientRequestError, ListChange, PendingRequests, SubscriptionFilter};
 pub use state::{RequestStateError, StateSealer};
 pub use stdio::serve_stdio;
+pub use tasks::{TASKS_EXTENSION, TaskScope, TaskStatus, TaskStore, TaskSupport};
+
+use tasks::{TaskInputs, TaskLimits};
 
 /// One entry of a server's configuration: a single tool, or every tool of a provider.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -94,6 +101,14 @@ pub struct ServerOptions {
     /// How long a server-to-client request (`sampling/createMessage`, `elicitation/create`) waits for the
     /// client's answer (default 5 min: elicitation waits for a person).
     pub client_request_timeout: Duration,
+    /// Tasks (2026-07-28): a task-eligible call that ends within this time is answered directly; one that runs
+    /// longer, or asks the client a question, is answered with its task (default 1 s; zero: always a task).
+    pub task_after: Duration,
+    /// Tasks: how long a task and its result are kept, counted from its creation (`ttlMs`, default 1 h). A task
+    /// still running then is stopped.
+    pub task_ttl: Duration,
+    /// Tasks: the polling interval suggested to clients (`pollIntervalMs`, default 500 ms).
+    pub task_poll_interval: Duration,
 }
 
 impl Default for ServerOptions {
@@ -101,6 +116,9 @@ impl Default for ServerOptions {
         Self {
             invoke_timeout: Some(Duration::from_secs(600)),
             client_request_timeout: Duration::from_secs(300),
+            task_after: Duration::from_secs(1),
+            task_ttl: Duration::from_secs(3600),
+            task_poll_interval: Duration::from_millis(500),
         }
     }
 }
@@ -126,6 +144,10 @@ pub struct RequestContext {
     /// client.
     pending: Option<Arc<PendingRequests>>,
     client_timeout: Duration,
+    /// The tasks this request may create and reach (2026-07-28 transports that keep tasks).
+    tasks: Option<TaskScope>,
+    /// Set while the handler runs as a task: its questions to the client wait in the task's `inputRequests`.
+    task: Option<TaskInputs>,
 }
 
 impl RequestContext {
@@ -140,7 +162,51 @@ impl RequestContext {
             outbox: Arc::default(),
             pending: None,
             client_timeout: ServerOptions::default().client_request_timeout,
+            tasks: None,
+            task: None,
         }
+    }
+
+    /// Builder: the tasks the request may create and reach (see [`TaskScope::new`] for what the owner must be).
+    /// Without it, the tasks extension is neither offered nor served.
+    pub fn with_tasks(mut self, scope: TaskScope) -> Self {
+        self.tasks = Some(scope);
+        self
+    }
+
+    /// The context a call's work gets when it runs as a task: the request's version and declared capabilities,
+    /// nothing bound to the request itself (its stream, retry answers, cancellation), and the task's questions
+    /// and cancellation instead.
+    fn for_task(&self, inputs: TaskInputs) -> Self {
+        Self {
+            protocol_version: self.protocol_version.clone(),
+            cancel: inputs.cancel_token(),
+            client_capabilities: self.client_capabilities.clone(),
+            input_responses: None,
+            request_state: None,
+            outbox: Arc::default(),
+            pending: None,
+            client_timeout: self.client_timeout,
+            tasks: None,
+            task: Some(inputs),
+        }
+    }
+
+    /// Whether the client declared extension `id` (`capabilities.extensions[id]`).
+    pub fn declares_extension(&self, id: &str) -> bool {
+        self.client_capabilities
+            .as_deref()
+            .and_then(|c| c.get("extensions"))
+            .and_then(|e| e.get(id))
+            .is_some_and(Value::is_object)
+    }
+
+    /// The tasks scope when this request may be answered with a task: a 2026-07-28 request whose client declared
+    /// the extension, on a transport that keeps tasks.
+    fn task_scope(&self) -> Option<&TaskScope> {
+        self.tasks
+            .as_ref()
+            .filter(|_| self.stateless() && self.declares_extension(TASKS_EXTENSION))
     }
 
     /// Builder: the capabilities the client declared.
@@ -179,8 +245,12 @@ impl RequestContext {
         self.client_capabilities.as_deref()
     }
 
-    /// Sends a notification to the client on this request's stream.
+    /// Sends a notification to the client on this request's stream. A task has no stream: progress and log
+    /// messages of tasks are dropped (the extension does not carry them).
     pub fn notify(&self, method: &str, params: Value) {
+        if self.task.is_some() {
+            return;
+        }
         self.outbox.push(protocol::Request::notification(method, Some(params)));
     }
 
@@ -220,6 +290,9 @@ impl RequestContext {
             return Err(ClientRequestError::MissingCapability {
                 capability: capability.to_owned(),
             });
+        }
+        if let Some(task) = &self.task {
+            return task.ask(key, method, params).await;
         }
         if self.stateless() {
             if let Some(answer) = self.input_responses.as_deref().and_then(|r| r.get(key)) {
@@ -560,9 +633,12 @@ impl McpServer {
                 (method, _) if ctx.stateless() && removed_in_stateless => Err(RpcError::method_not_found(method)),
                 (_, Some(result)) => result,
                 ("initialize", None) => Ok(self.initialize(&request)),
-                ("server/discover", None) => Ok(self.discover()),
+                ("server/discover", None) => Ok(self.discover(ctx)),
                 ("ping", None) => Ok(json!({})),
                 ("tools/list", None) => self.list_tools(ctx).await,
+                ("tasks/get" | "tasks/update" | "tasks/cancel", None) if ctx.stateless() && ctx.tasks.is_some() => {
+                    self.task_request(&request.method, params, ctx)
+                }
                 ("prompts/get", None) if let Some(fixture) = &self.fixture => {
                     match fixture.input_required_prompt(ctx).await {
                         Ok(result) => Ok(result),
@@ -612,10 +688,14 @@ impl McpServer {
         result
     }
 
-    fn discover(&self) -> Value {
+    fn discover(&self, ctx: &RequestContext) -> Value {
+        let mut capabilities = self.capabilities(true);
+        if ctx.tasks.is_some() {
+            capabilities["extensions"] = json!({TASKS_EXTENSION: {}});
+        }
         let mut result = json!({
             "supportedVersions": SUPPORTED_VERSIONS,
-            "capabilities": self.capabilities(true),
+            "capabilities": capabilities,
             "serverInfo": self.server_info(),
             "ttlMs": 0,
             "cacheScope": "private",
@@ -739,10 +819,21 @@ impl McpServer {
             .map(|e| to_mcp_tool(e, &ctx.protocol_version))
             .collect();
         let mut tools = serde_json::to_value(tools).map_err(|e| RpcError::internal(e.to_string()))?;
-        if self.fixture.is_some()
-            && let Value::Array(list) = &mut tools
-        {
-            list.extend(fixture::ConformanceFixture::tools());
+        if let Value::Array(list) = &mut tools {
+            if self.fixture.is_some() {
+                list.extend(fixture::ConformanceFixture::tools().iter().cloned());
+            }
+            // Where tasks are served, say which tools may (or must) run as one.
+            if ctx.stateless() && ctx.tasks.is_some() {
+                for tool in list.iter_mut() {
+                    let name = tool.get("name").and_then(Value::as_str).unwrap_or_default();
+                    let support = match &self.fixture {
+                        Some(_) => fixture::ConformanceFixture::task_support(name).unwrap_or(TaskSupport::Optional),
+                        None => TaskSupport::Optional,
+                    };
+                    tool["execution"] = json!({"taskSupport": support.as_str()});
+                }
+            }
         }
         let mut result = json!({"tools": tools});
         if ctx.stateless() {
@@ -760,16 +851,33 @@ impl McpServer {
         let Some(Value::String(name)) = params.get("name") else {
             return Err(RpcError::invalid_params("tools/call needs a string \"name\""));
         };
-        if let Some(fixture) = &self.fixture
-            && let Some(result) = fixture.call_tool(name, &params, ctx, self).await
-        {
-            return match result {
-                Ok(result) => Ok(result),
-                Err(ClientRequestError::InputRequired { requests, state }) if ctx.stateless() => {
-                    Ok(self.input_required(&format!("tools/call:{name}"), requests, state))
+        if let Some(fixture) = &self.fixture {
+            match fixture::ConformanceFixture::task_support(name) {
+                Some(support @ (TaskSupport::Optional | TaskSupport::Required)) => {
+                    let scope = format!("tools/call:{name}");
+                    let route = task_route(support, ctx)?;
+                    let work = match fixture.prepare_task_tool(name, &params, ctx).await {
+                        Ok(work) => work,
+                        Err(ClientRequestError::InputRequired { requests, state }) if ctx.stateless() => {
+                            return Ok(self.input_required(&scope, requests, state));
+                        }
+                        Err(error) => return Err(error.to_rpc_error()),
+                    };
+                    return self.run_work(route, work, ctx, &scope).await;
                 }
-                Err(error) => Err(error.to_rpc_error()),
-            };
+                Some(TaskSupport::Forbidden) => {
+                    if let Some(result) = fixture.call_tool(name, &params, ctx, self).await {
+                        return match result {
+                            Ok(result) => Ok(result),
+                            Err(ClientRequestError::InputRequired { requests, state }) if ctx.stateless() => {
+                                Ok(self.input_required(&format!("tools/call:{name}"), requests, state))
+                            }
+                            Err(error) => Err(error.to_rpc_error()),
+                        };
+                    }
+                }
+                None => {}
+            }
         }
         let Some(Value::String(name)) = params.remove("name") else {
             return Err(RpcError::invalid_params("tools/call needs a string \"name\""));
@@ -809,33 +917,240 @@ impl McpServer {
                 }
             }
         };
-        let result = match self.invoke(&target, arguments, ctx).await {
-            Ok((messages, has_output_schema)) => messages_to_result(messages, has_output_schema),
-            // A configured tool whose provider or tool is gone is as unknown as a name never configured.
-            Err(error @ (ToolError::ProviderNotFound { .. } | ToolError::ToolNotFound { .. })) => {
-                return Err(RpcError::invalid_params(format!("unknown tool: {name} ({error})")));
-            }
-            Err(error) => protocol::CallToolResult {
-                content: vec![protocol::Content::text(error.to_string())],
-                is_error: Some(true),
-                ..Default::default()
-            },
+        // Every catalog tool may run as a task; the same invocation then runs in the background.
+        if let Some(scope) = task_route(TaskSupport::Optional, ctx)? {
+            let invocation = Invocation {
+                catalog: Arc::clone(&self.catalog),
+                tenant_id: self.tenant_id.clone(),
+                provider_type: target.provider_type,
+                provider_id: target.provider_id.to_owned(),
+                tool_name: target.tool_name.to_owned(),
+                fixed: target.fixed.clone(),
+                credential_id: target.credential_id.map(str::to_owned),
+                timeout: self.options.invoke_timeout,
+            };
+            let work: Work = Box::new(move |task_ctx: RequestContext| {
+                Box::pin(async move {
+                    let outcome = invocation.run(arguments, task_ctx.cancel.clone()).await;
+                    tool_result(&name, outcome).map_err(WorkError::Rpc)
+                })
+            });
+            return self.run_task(scope, work, ctx).await;
+        }
+        let invocation = InvocationRef {
+            catalog: &self.catalog,
+            tenant_id: &self.tenant_id,
+            target: &target,
+            timeout: self.options.invoke_timeout,
         };
-        serde_json::to_value(&result).map_err(|e| RpcError::internal(e.to_string()))
+        tool_result(&name, invocation.run(arguments, ctx.cancel.clone()).await)
     }
 
+    /// Runs a call's work in the request (`route` is `None`) or as a task.
+    async fn run_work(
+        &self,
+        route: Option<&TaskScope>,
+        work: Work,
+        ctx: &RequestContext,
+        scope: &str,
+    ) -> Result<Value, RpcError> {
+        if let Some(task_scope) = route {
+            return self.run_task(task_scope, work, ctx).await;
+        }
+        match work(ctx.clone()).await {
+            Ok(result) => Ok(result),
+            Err(WorkError::Client(ClientRequestError::InputRequired { requests, state })) if ctx.stateless() => {
+                Ok(self.input_required(scope, requests, state))
+            }
+            Err(error) => Err(error.into_rpc()),
+        }
+    }
+
+    /// Starts the work as a task and answers with the task (`CreateTaskResult`) — or, when the work ends within
+    /// [`ServerOptions::task_after`] without asking the client anything, with its result, as if no task had been
+    /// made.
+    async fn run_task(&self, task_scope: &TaskScope, work: Work, ctx: &RequestContext) -> Result<Value, RpcError> {
+        let limits = TaskLimits {
+            ttl: self.options.task_ttl,
+            poll_interval: self.options.task_poll_interval,
+        };
+        let template = ctx.clone();
+        let entry = task_scope
+            .store
+            .start(Arc::clone(&task_scope.owner), limits, move |inputs| {
+                let work = work(template.for_task(inputs));
+                Box::pin(async move { work.await.map_err(WorkError::into_rpc) })
+            })?;
+        // The client learns the task's id only from this response: should the request go away before it is sent,
+        // nobody could ever reach the task, so it is stopped and forgotten.
+        struct Unclaimed<'a> {
+            store: &'a TaskStore,
+            entry: Option<Arc<tasks::TaskEntry>>,
+        }
+        impl Drop for Unclaimed<'_> {
+            fn drop(&mut self) {
+                if let Some(entry) = self.entry.take() {
+                    entry.cancel();
+                    self.store.remove(entry.id());
+                }
+            }
+        }
+        let mut unclaimed = Unclaimed {
+            store: &task_scope.store,
+            entry: Some(Arc::clone(&entry)),
+        };
+        if !self.options.task_after.is_zero() {
+            let mut status = entry.watch();
+            let settled = status.wait_for(|s| *s != TaskStatus::Working);
+            // Timing out means the work runs on as a task.
+            let _ = tokio::time::timeout(self.options.task_after, settled).await;
+            if let Some(outcome) = entry.outcome() {
+                unclaimed.entry = None;
+                task_scope.store.remove(entry.id());
+                return outcome;
+            }
+        }
+        unclaimed.entry = None;
+        Ok(entry.create_result())
+    }
+
+    /// `tasks/get`, `tasks/update` and `tasks/cancel`, for clients that declared the extension; a task is found
+    /// only by the owner that created it.
+    fn task_request(&self, method: &str, params: &Map<String, Value>, ctx: &RequestContext) -> Result<Value, RpcError> {
+        let Some(task_scope) = ctx.tasks.as_ref() else {
+            return Err(RpcError::method_not_found(method));
+        };
+        if !ctx.declares_extension(TASKS_EXTENSION) {
+            return Err(tasks::missing_extension(format!(
+                "{method} needs the {TASKS_EXTENSION} extension: declare it in \
+                 _meta.io.modelcontextprotocol/clientCapabilities.extensions"
+            )));
+        }
+        let Some(Value::String(task_id)) = params.get("taskId") else {
+            return Err(RpcError::invalid_params(format!("{method} needs a string \"taskId\"")));
+        };
+        let Some(entry) = task_scope.store.get(&task_scope.owner, task_id) else {
+            return Err(RpcError::invalid_params(format!(
+                "task not found: {task_id:?} (it never existed, has expired, or was created by another client)"
+            )));
+        };
+        match method {
+            "tasks/get" => Ok(entry.get_result()),
+            "tasks/update" => {
+                let Some(Value::Object(responses)) = params.get("inputResponses") else {
+                    return Err(RpcError::invalid_params(
+                        "tasks/update needs \"inputResponses\": an object mapping keys of the task's inputRequests \
+                         to the client's answers",
+                    ));
+                };
+                entry.deliver(responses)?;
+                Ok(json!({"resultType": "complete"}))
+            }
+            _ => {
+                entry.cancel();
+                Ok(json!({"resultType": "complete"}))
+            }
+        }
+    }
+}
+
+/// A call's work, given the context it runs in (the request's, or a task's).
+pub(crate) type Work = Box<dyn FnOnce(RequestContext) -> WorkFuture + Send>;
+pub(crate) type WorkFuture = Pin<Box<dyn Future<Output = Result<Value, WorkError>> + Send>>;
+
+/// How a call's work failed.
+#[derive(Debug)]
+pub(crate) enum WorkError {
+    /// A protocol error.
+    Rpc(RpcError),
+    /// A question to the client failed, or (stateless, outside a task) must be asked with `input_required`.
+    Client(ClientRequestError),
+}
+
+impl WorkError {
+    fn into_rpc(self) -> RpcError {
+        match self {
+            Self::Rpc(error) => error,
+            Self::Client(error) => error.to_rpc_error(),
+        }
+    }
+}
+
+impl From<ClientRequestError> for WorkError {
+    fn from(error: ClientRequestError) -> Self {
+        Self::Client(error)
+    }
+}
+
+/// Whether a call runs as a task: `Some` when the tool allows it and the request may be answered with one;
+/// -32021 for a tool that only runs as a task when the client cannot take one.
+fn task_route(support: TaskSupport, ctx: &RequestContext) -> Result<Option<&TaskScope>, RpcError> {
+    let scope = ctx.task_scope();
+    match support {
+        TaskSupport::Forbidden => Ok(None),
+        TaskSupport::Optional => Ok(scope),
+        TaskSupport::Required if scope.is_some() => Ok(scope),
+        TaskSupport::Required if ctx.tasks.is_none() || !ctx.stateless() => Err(tasks::missing_extension(
+            "this tool only runs as a task, which needs protocol version 2026-07-28 and the \
+             io.modelcontextprotocol/tasks extension",
+        )),
+        TaskSupport::Required => Err(tasks::missing_extension(
+            "this tool only runs as a task: declare the io.modelcontextprotocol/tasks extension in \
+             _meta.io.modelcontextprotocol/clientCapabilities.extensions",
+        )),
+    }
+}
+
+/// The `tools/call` result of an invocation; a configured tool whose provider or tool is gone is as unknown as a
+/// name never configured.
+fn tool_result(
+    name: &str,
+    outcome: Result<(Vec<toolplane_core::ToolInvokeMessage>, bool), ToolError>,
+) -> Result<Value, RpcError> {
+    let result = match outcome {
+        Ok((messages, has_output_schema)) => messages_to_result(messages, has_output_schema),
+        Err(error @ (ToolError::ProviderNotFound { .. } | ToolError::ToolNotFound { .. })) => {
+            return Err(RpcError::invalid_params(format!("unknown tool: {name} ({error})")));
+        }
+        Err(error) => protocol::CallToolResult {
+            content: vec![protocol::Content::text(error.to_string())],
+            is_error: Some(true),
+            ..Default::default()
+        },
+    };
+    serde_json::to_value(&result).map_err(|e| RpcError::internal(e.to_string()))
+}
+
+/// What a `tools/call` invokes.
+struct Target<'a> {
+    provider_type: ToolProviderType,
+    provider_id: &'a str,
+    tool_name: &'a str,
+    fixed: &'a Map<String, Value>,
+    credential_id: Option<&'a str>,
+}
+
+/// A catalog invocation borrowing the server (calls answered in the request).
+struct InvocationRef<'a> {
+    catalog: &'a Catalog,
+    tenant_id: &'a str,
+    target: &'a Target<'a>,
+    timeout: Option<Duration>,
+}
+
+impl InvocationRef<'_> {
     /// Invokes the target; also says whether the tool declares an object output schema (for
     /// `structuredContent`).
-    async fn invoke(
+    async fn run(
         &self,
-        target: &Target<'_>,
         mut arguments: Map<String, Value>,
-        ctx: &RequestContext,
+        cancel: CancellationToken,
     ) -> Result<(Vec<toolplane_core::ToolInvokeMessage>, bool), ToolError> {
+        let target = self.target;
         let resolved = self
             .catalog
             .runtime(
-                &self.tenant_id,
+                self.tenant_id,
                 target.provider_type,
                 target.provider_id,
                 target.tool_name,
@@ -853,21 +1168,48 @@ impl McpServer {
             None => true,
         });
         let options = InvokeOptions {
-            timeout: self.options.invoke_timeout,
-            cancel: ctx.cancel.clone(),
+            timeout: self.timeout,
+            cancel,
         };
         let stream = toolplane_core::invoke(resolved.tool, runtime, arguments, options).await?;
         Ok((toolplane_core::collect_messages(stream).await?, has_output_schema))
     }
 }
 
-/// What a `tools/call` invokes.
-struct Target<'a> {
+/// A catalog invocation owning what it needs, to run as a task after the request has been answered.
+struct Invocation {
+    catalog: Arc<Catalog>,
+    tenant_id: String,
     provider_type: ToolProviderType,
-    provider_id: &'a str,
-    tool_name: &'a str,
-    fixed: &'a Map<String, Value>,
-    credential_id: Option<&'a str>,
+    provider_id: String,
+    tool_name: String,
+    fixed: Map<String, Value>,
+    credential_id: Option<String>,
+    timeout: Option<Duration>,
+}
+
+impl Invocation {
+    async fn run(
+        &self,
+        arguments: Map<String, Value>,
+        cancel: CancellationToken,
+    ) -> Result<(Vec<toolplane_core::ToolInvokeMessage>, bool), ToolError> {
+        let target = Target {
+            provider_type: self.provider_type,
+            provider_id: &self.provider_id,
+            tool_name: &self.tool_name,
+            fixed: &self.fixed,
+            credential_id: self.credential_id.as_deref(),
+        };
+        InvocationRef {
+            catalog: &self.catalog,
+            tenant_id: &self.tenant_id,
+            target: &target,
+            timeout: self.timeout,
+        }
+        .run(arguments, cancel)
+        .await
+    }
 }
 
 /// MCP tool names allow `[A-Za-z0-9_.-]`, 1–128 characters (SEP-986); anything else becomes `_`.

@@ -9,7 +9,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use super::{McpServer, PendingRequests, RequestContext};
+use super::{McpServer, PendingRequests, RequestContext, TaskScope, TaskStore};
 use crate::client::stdio::read_line_capped;
 use crate::protocol::{
     LATEST_SESSION_VERSION, META_PROTOCOL_VERSION, Message, RequestId, Response, RpcError, STATELESS_VERSION,
@@ -19,9 +19,13 @@ use crate::protocol::{
 /// Largest accepted line.
 const MAX_LINE: usize = 16 * 1024 * 1024;
 
+/// At most this many tasks (2026-07-28 tasks extension) are kept at once for the one client of a stdio loop.
+const MAX_TASKS: usize = 1_000;
+
 /// Serves `server` until `input` ends: requests run concurrently, `notifications/cancelled` cancels a running
 /// request, responses are written one per line. Requests carrying a 2026-07-28 `_meta` version are served
-/// statelessly; others use the version negotiated by `initialize`. Returns after in-flight requests finished.
+/// statelessly (with the tasks extension; the tasks belong to this loop's one client and end with it); others use
+/// the version negotiated by `initialize`. Returns after in-flight requests finished.
 pub async fn serve_stdio<R, W>(server: Arc<McpServer>, input: R, output: W) -> std::io::Result<()>
 where
     R: AsyncRead + Unpin,
@@ -41,9 +45,10 @@ where
     let in_flight: Arc<Mutex<HashMap<RequestId, CancellationToken>>> = Arc::default();
     // Our requests to the client (sampling, elicitation) wait here for the responses it writes to stdin.
     let pending: Arc<PendingRequests> = Arc::default();
+    let tasks = Arc::new(TaskStore::new(MAX_TASKS));
     let mut client_capabilities = Arc::new(Value::Object(serde_json::Map::new()));
     let mut negotiated = LATEST_SESSION_VERSION.to_owned();
-    let mut tasks = JoinSet::new();
+    let mut running = JoinSet::new();
     let mut reader = BufReader::new(input);
     loop {
         let line = match read_line_capped(&mut reader, MAX_LINE).await {
@@ -141,8 +146,10 @@ where
         let mut ctx = RequestContext::new(version)
             .with_client_timeout(server.options().client_request_timeout)
             .with_pending_requests(Arc::clone(&pending));
-        if !stateless {
+        if stateless {
             // Stateless requests carry their own capabilities in `_meta`.
+            ctx = ctx.with_tasks(TaskScope::new(Arc::clone(&tasks), "stdio"));
+        } else {
             ctx = ctx.with_client_capabilities(Arc::clone(&client_capabilities));
         }
         if let Some(id) = &request.id {
@@ -151,7 +158,7 @@ where
         let server = Arc::clone(&server);
         let tx = tx.clone();
         let in_flight = Arc::clone(&in_flight);
-        tasks.spawn(async move {
+        running.spawn(async move {
             let id = request.id.clone();
             let cancel = ctx.cancel.clone();
             let outbox = Arc::clone(&ctx.outbox);
@@ -179,7 +186,9 @@ where
             }
         });
     }
-    while tasks.join_next().await.is_some() {}
+    while running.join_next().await.is_some() {}
+    // The client is gone, and its tasks with it.
+    tasks.cancel_all();
     drop(tx);
     writer.await.map_err(std::io::Error::other)?
 }

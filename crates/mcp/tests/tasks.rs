@@ -1,0 +1,646 @@
+//! The tasks extension (`io.modelcontextprotocol/tasks`, SEP-2663) of toolplane's MCP server, over real HTTP on
+//! loopback: catalog tools and fixture tools as tasks, polling, answers to a task's questions, cancellation,
+//! expiry, bad task ids, and tasks that other servers (tenants) and other callers cannot reach.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde_json::{Value, json};
+use toolplane_mcp::{HttpOptions, McpServer, McpServerResolver, ResolveError, ServerOptions, mcp_router};
+use toolplane_net::SafeClient;
+
+use common::demo;
+
+const TASKS: &str = "io.modelcontextprotocol/tasks";
+
+/// Serves each server code with the bearer keys it accepts (several callers of one server), like a tenant's
+/// servers with per-caller keys.
+struct KeyedResolver(HashMap<&'static str, (Arc<McpServer>, Vec<&'static str>)>);
+
+#[async_trait]
+impl McpServerResolver for KeyedResolver {
+    async fn resolve(&self, server_code: &str, bearer: Option<&str>) -> Result<Arc<McpServer>, ResolveError> {
+        let (server, keys) = self.0.get(server_code).ok_or(ResolveError::NotFound)?;
+        match bearer {
+            Some(key) if keys.contains(&key) => Ok(Arc::clone(server)),
+            _ => Err(ResolveError::Unauthorized),
+        }
+    }
+}
+
+/// Options under which every task-eligible call answers with its task.
+fn always_tasks() -> ServerOptions {
+    ServerOptions {
+        task_after: Duration::ZERO,
+        ..ServerOptions::default()
+    }
+}
+
+/// The demo catalog server (tenant-1) with `options`.
+fn catalog_server(options: ServerOptions) -> Arc<McpServer> {
+    Arc::new(McpServer::new(demo::catalog(), "tenant-1", demo::server().config().clone()).with_options(options))
+}
+
+/// The conformance fixture server (its task tools ask questions and fail on purpose).
+fn fixture_server(options: ServerOptions) -> Arc<McpServer> {
+    Arc::new(
+        McpServer::new(demo::catalog(), "tenant-2", demo::server().config().clone())
+            .with_conformance_fixture()
+            .with_options(options),
+    )
+}
+
+/// Serves `servers` (code, server, accepted keys) on loopback; returns the base URL.
+async fn serve(servers: Vec<(&'static str, Arc<McpServer>, Vec<&'static str>)>) -> String {
+    let resolver = KeyedResolver(
+        servers
+            .into_iter()
+            .map(|(code, server, keys)| (code, (server, keys)))
+            .collect(),
+    );
+    let router = mcp_router(Arc::new(resolver), HttpOptions::default());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    base
+}
+
+/// A 2026-07-28 client of one server with one key and fixed capabilities.
+struct Caller {
+    http: SafeClient,
+    url: String,
+    key: &'static str,
+    capabilities: Value,
+}
+
+impl Caller {
+    fn new(base: &str, code: &str, key: &'static str, capabilities: Value) -> Self {
+        Self {
+            http: common::loopback_client(),
+            url: format!("{base}/mcp/server/{code}/mcp"),
+            key,
+            capabilities,
+        }
+    }
+
+    /// A client that declared the tasks extension and elicitation.
+    fn with_tasks(base: &str, code: &str, key: &'static str) -> Self {
+        Self::new(base, code, key, json!({"elicitation": {}, "extensions": {TASKS: {}}}))
+    }
+
+    /// Sends a request with the headers 2026-07-28 requires (`Mcp-Name` carries the tool name or task id);
+    /// returns the HTTP status and the response body.
+    async fn send(&self, method: &str, mut params: Value) -> (u16, Value) {
+        params["_meta"] = json!({
+            "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+            "io.modelcontextprotocol/clientCapabilities": self.capabilities,
+        });
+        let request = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
+        let mut builder = self
+            .http
+            .post(&self.url)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-protocol-version", "2026-07-28")
+            .header("mcp-method", method)
+            .bearer_auth(self.key);
+        if let Some(name) = params["name"].as_str().or(params["taskId"].as_str()) {
+            builder = builder.header("mcp-name", name);
+        }
+        let response = builder.body(request.to_string()).send().await.unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap())
+    }
+
+    async fn result(&self, method: &str, params: Value) -> Value {
+        let (status, body) = self.send(method, params).await;
+        assert_eq!(status, 200, "{body}");
+        assert!(body.get("error").is_none(), "{method}: {body}");
+        body["result"].clone()
+    }
+
+    async fn error(&self, method: &str, params: Value) -> Value {
+        let (_, body) = self.send(method, params).await;
+        assert!(body.get("result").is_none(), "{method} should fail: {body}");
+        body["error"].clone()
+    }
+
+    async fn call(&self, tool: &str, arguments: Value) -> Value {
+        self.result("tools/call", json!({"name": tool, "arguments": arguments}))
+            .await
+    }
+
+    async fn get(&self, task_id: &str) -> Value {
+        self.result("tasks/get", json!({"taskId": task_id})).await
+    }
+
+    /// Polls `tasks/get` until `done` holds (bounded, so a broken server fails the test instead of hanging it).
+    async fn poll_until(&self, task_id: &str, done: impl Fn(&Value) -> bool) -> Value {
+        for _ in 0..600 {
+            let task = self.get(task_id).await;
+            if done(&task) {
+                return task;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("task {task_id} never reached the expected state");
+    }
+
+    async fn until_terminal(&self, task_id: &str) -> Value {
+        self.poll_until(task_id, |t| {
+            matches!(t["status"].as_str(), Some("completed" | "failed" | "cancelled"))
+        })
+        .await
+    }
+
+    async fn until_input_required(&self, task_id: &str, keys: usize) -> Value {
+        self.poll_until(task_id, |t| {
+            t["status"] == "input_required" && t["inputRequests"].as_object().is_some_and(|r| r.len() >= keys)
+        })
+        .await
+    }
+}
+
+fn task_id(created: &Value) -> String {
+    assert_eq!(created["resultType"], "task", "{created}");
+    created["taskId"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn catalog_tools_run_as_tasks_that_complete_fail_and_are_cancelled() {
+    let base = serve(vec![("demo", catalog_server(always_tasks()), vec!["k"])]).await;
+    let client = Caller::with_tasks(&base, "demo", "k");
+
+    let discovered = client.result("server/discover", json!({})).await;
+    assert_eq!(discovered["capabilities"]["extensions"][TASKS], json!({}));
+    let tools = client.result("tools/list", json!({})).await;
+    assert!(
+        tools["tools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| t["execution"]["taskSupport"] == "optional"),
+        "{tools}"
+    );
+
+    // echo: created durably (tasks/get resolves at once), then completed with the tool's result inlined.
+    let created = client.call("echo", json!({"text": "hi"})).await;
+    let id = task_id(&created);
+    assert_eq!(created["status"], "working");
+    assert_eq!(created["ttlMs"], 3_600_000);
+    assert_eq!(created["pollIntervalMs"], 500);
+    for absent in ["result", "error", "inputRequests", "requestState", "task"] {
+        assert!(created.get(absent).is_none(), "{absent} in {created}");
+    }
+    assert_eq!(client.get(&id).await["taskId"], id.as_str());
+    let done = client.until_terminal(&id).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    assert_eq!(done["resultType"], "complete");
+    assert_eq!(done["result"]["content"], json!([{"type": "text", "text": "> hi"}]));
+
+    // A tool error is a completed task whose result says isError, not a failed one.
+    let failing = task_id(&client.call("fail", json!({})).await);
+    let done = client.until_terminal(&failing).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    assert_eq!(done["result"]["isError"], true);
+
+    // slow waits until cancelled: tasks/cancel acknowledges, the task is cancelled at once, and the tool's
+    // invocation is stopped (its future dropped or its token fired).
+    let before = demo::CANCELLED.load(Ordering::SeqCst);
+    let slow = task_id(&client.call("slow", json!({})).await);
+    assert_eq!(client.get(&slow).await["status"], "working");
+    let ack = client.result("tasks/cancel", json!({"taskId": slow})).await;
+    assert_eq!(ack["resultType"], "complete");
+    for envelope in ["taskId", "status", "result", "error"] {
+        assert!(ack.get(envelope).is_none(), "{envelope} in {ack}");
+    }
+    assert_eq!(client.get(&slow).await["status"], "cancelled");
+    for _ in 0..600 {
+        if demo::CANCELLED.load(Ordering::SeqCst) > before {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        demo::CANCELLED.load(Ordering::SeqCst) > before,
+        "the slow tool kept running"
+    );
+    // Cancelling an ended task is acknowledged and changes nothing.
+    client.result("tasks/cancel", json!({"taskId": id})).await;
+    assert_eq!(client.get(&id).await["status"], "completed");
+}
+
+#[tokio::test]
+async fn a_client_without_the_extension_never_gets_a_task() {
+    let base = serve(vec![("fx", fixture_server(always_tasks()), vec!["k"])]).await;
+    let plain = Caller::new(&base, "fx", "k", json!({}));
+    let result = plain.call("echo", json!({"text": "x"})).await;
+    assert_eq!(result["resultType"], "complete");
+    assert!(result.get("taskId").is_none(), "{result}");
+    // slow_compute may be a task, so it runs in the request; failing_job must be one, so it is refused.
+    let result = plain.call("slow_compute", json!({"seconds": 0, "label": "sync"})).await;
+    assert!(
+        result["content"][0]["text"].as_str().unwrap().starts_with("sync"),
+        "{result}"
+    );
+    let (status, body) = plain
+        .send("tools/call", json!({"name": "failing_job", "arguments": {}}))
+        .await;
+    assert_eq!(status, 400);
+    assert_eq!(body["error"]["code"], -32021);
+    assert_eq!(
+        body["error"]["data"]["requiredCapabilities"]["extensions"][TASKS],
+        json!({})
+    );
+    // The tasks methods are refused the same way, before any task is looked up.
+    for method in ["tasks/get", "tasks/update", "tasks/cancel"] {
+        let error = plain
+            .error(method, json!({"taskId": "whatever", "inputResponses": {}}))
+            .await;
+        assert_eq!(error["code"], -32021, "{method}");
+    }
+    // One request may opt in on its own.
+    let opted = Caller::new(&base, "fx", "k", json!({"extensions": {TASKS: {}}}));
+    let created = opted.call("slow_compute", json!({"seconds": 60})).await;
+    opted.result("tasks/cancel", json!({"taskId": task_id(&created)})).await;
+}
+
+#[tokio::test]
+async fn quick_calls_are_answered_directly_and_questions_make_a_task_at_once() {
+    let options = ServerOptions {
+        task_after: Duration::from_secs(60),
+        ..ServerOptions::default()
+    };
+    let base = serve(vec![("fx", fixture_server(options), vec!["k"])]).await;
+    let client = Caller::with_tasks(&base, "fx", "k");
+    // Ends well within task_after: a plain result, no task to poll.
+    let result = client.call("echo", json!({"text": "quick"})).await;
+    assert_eq!(result["resultType"], "complete", "{result}");
+    assert_eq!(result["content"][0]["text"], "> quick");
+    // A question to the user cannot be answered within the request: the task is returned at once, waiting.
+    let created = client.call("confirm_delete", json!({"filename": "a.txt"})).await;
+    let id = task_id(&created);
+    let waiting = client.until_input_required(&id, 1).await;
+    assert_eq!(waiting["inputRequests"]["confirm"]["method"], "elicitation/create");
+    client.result("tasks/cancel", json!({"taskId": id})).await;
+}
+
+#[tokio::test]
+async fn task_questions_are_answered_with_tasks_update_even_one_at_a_time() {
+    let base = serve(vec![("fx", fixture_server(always_tasks()), vec!["k"])]).await;
+    let client = Caller::with_tasks(&base, "fx", "k");
+
+    let id = task_id(&client.call("multi_input", json!({})).await);
+    let waiting = client.until_input_required(&id, 2).await;
+    let keys: Vec<String> = waiting["inputRequests"].as_object().unwrap().keys().cloned().collect();
+    assert_eq!(keys, ["first", "second"]);
+    let answer = |name: &str| json!({"action": "accept", "content": {"name": name}});
+
+    // A malformed answer is refused and changes nothing; an unknown key is ignored.
+    let error = client
+        .error(
+            "tasks/update",
+            json!({"taskId": id, "inputResponses": {"first": {"action": "maybe"}}}),
+        )
+        .await;
+    assert_eq!(error["code"], -32602);
+    let ack = client
+        .result(
+            "tasks/update",
+            json!({"taskId": id, "inputResponses": {"first": answer("A"), "nope": {"x": 1}}}),
+        )
+        .await;
+    assert_eq!(ack, json!({"resultType": "complete", "_meta": ack["_meta"]}));
+    let partly = client.get(&id).await;
+    assert_eq!(partly["status"], "input_required", "{partly}");
+    assert_eq!(
+        partly["inputRequests"].as_object().unwrap().keys().collect::<Vec<_>>(),
+        ["second"]
+    );
+    client
+        .result(
+            "tasks/update",
+            json!({"taskId": id, "inputResponses": {"second": answer("B")}}),
+        )
+        .await;
+    let done = client.until_terminal(&id).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    assert_eq!(done["result"]["content"][0]["text"], "Got A and B");
+    assert!(done.get("inputRequests").is_none());
+
+    // A task waiting for its user can be cancelled; answers arriving later are acknowledged and ignored.
+    let id = task_id(&client.call("confirm_delete", json!({"filename": "b.txt"})).await);
+    client.until_input_required(&id, 1).await;
+    client.result("tasks/cancel", json!({"taskId": id})).await;
+    let cancelled = client.get(&id).await;
+    assert_eq!(cancelled["status"], "cancelled");
+    assert!(cancelled.get("inputRequests").is_none(), "{cancelled}");
+    client
+        .result(
+            "tasks/update",
+            json!({"taskId": id, "inputResponses": {"confirm": {"action": "accept", "content": {"confirm": true}}}}),
+        )
+        .await;
+    assert_eq!(client.get(&id).await["status"], "cancelled");
+}
+
+#[tokio::test]
+async fn protocol_errors_fail_the_task_and_input_before_the_task_stays_in_the_request() {
+    let base = serve(vec![("fx", fixture_server(always_tasks()), vec!["k"])]).await;
+    let client = Caller::with_tasks(&base, "fx", "k");
+    let id = task_id(&client.call("protocol_error_job", json!({})).await);
+    let failed = client.until_terminal(&id).await;
+    assert_eq!(failed["status"], "failed", "{failed}");
+    assert_eq!(failed["error"]["code"], -32603);
+    assert!(failed.get("result").is_none());
+
+    // test_tool_with_task asks for the name with input_required (no task yet), and the retry becomes the task.
+    let first = client.call("test_tool_with_task", json!({})).await;
+    assert_eq!(first["resultType"], "input_required", "{first}");
+    assert!(first.get("taskId").is_none());
+    let retry = client
+        .result(
+            "tools/call",
+            json!({"name": "test_tool_with_task", "arguments": {},
+                   "inputResponses": {"user_name": {"action": "accept", "content": {"name": "Ada"}}}}),
+        )
+        .await;
+    let id = task_id(&retry);
+    assert!(retry.get("requestState").is_none() && retry.get("inputRequests").is_none());
+    let done = client.until_terminal(&id).await;
+    assert_eq!(done["result"]["content"][0]["text"], "Hello, Ada!");
+}
+
+#[tokio::test]
+async fn bad_task_ids_and_removed_methods_get_clear_errors() {
+    let base = serve(vec![("fx", fixture_server(always_tasks()), vec!["k"])]).await;
+    let client = Caller::with_tasks(&base, "fx", "k");
+    for method in ["tasks/get", "tasks/update", "tasks/cancel"] {
+        let error = client
+            .error(method, json!({"taskId": "no-such-task", "inputResponses": {}}))
+            .await;
+        assert_eq!(error["code"], -32602, "{method}: {error}");
+        assert!(error["message"].as_str().unwrap().contains("not found"), "{error}");
+    }
+    for removed in ["tasks/result", "tasks/list"] {
+        assert_eq!(client.error(removed, json!({})).await["code"], -32601);
+    }
+    let id = task_id(&client.call("slow_compute", json!({"seconds": 60})).await);
+    let error = client
+        .error("tasks/update", json!({"taskId": id, "inputResponses": "yes"}))
+        .await;
+    assert_eq!(error["code"], -32602);
+    // Mcp-Name must carry the task id.
+    let request = json!({"jsonrpc": "2.0", "id": 1, "method": "tasks/get", "params": {"taskId": id, "_meta": {
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": {"extensions": {TASKS: {}}}}}});
+    let response = client
+        .http
+        .post(&client.url)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", "tasks/get")
+        .header("mcp-name", "another-task")
+        .bearer_auth("k")
+        .body(request.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 400);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], -32020);
+    client.result("tasks/cancel", json!({"taskId": id})).await;
+}
+
+#[tokio::test]
+async fn tasks_expire_after_their_ttl_and_running_ones_are_stopped() {
+    let options = ServerOptions {
+        task_after: Duration::ZERO,
+        task_ttl: Duration::from_millis(300),
+        ..ServerOptions::default()
+    };
+    let base = serve(vec![("demo", catalog_server(options), vec!["k"])]).await;
+    let client = Caller::with_tasks(&base, "demo", "k");
+    let before = demo::CANCELLED.load(Ordering::SeqCst);
+    let finished = client.call("echo", json!({"text": "x"})).await;
+    assert_eq!(finished["ttlMs"], 300);
+    let finished = task_id(&finished);
+    let running = task_id(&client.call("slow", json!({})).await);
+    // Both are counted from their creation; after the TTL neither can be found, and the slow tool was stopped.
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    for id in [&finished, &running] {
+        let error = client.error("tasks/get", json!({"taskId": id})).await;
+        assert_eq!(error["code"], -32602, "{error}");
+    }
+    for _ in 0..600 {
+        if demo::CANCELLED.load(Ordering::SeqCst) > before {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        demo::CANCELLED.load(Ordering::SeqCst) > before,
+        "the expired task's tool kept running"
+    );
+}
+
+#[tokio::test]
+async fn a_task_is_reachable_only_by_its_server_and_caller() {
+    // Two tenants' servers on one router; alice and bob both hold keys of tenant 1's server.
+    let base = serve(vec![
+        ("tenant1", catalog_server(always_tasks()), vec!["alice", "bob"]),
+        ("tenant2", fixture_server(always_tasks()), vec!["alice"]),
+    ])
+    .await;
+    let alice = Caller::with_tasks(&base, "tenant1", "alice");
+    let bob = Caller::with_tasks(&base, "tenant1", "bob");
+    let alice_elsewhere = Caller::with_tasks(&base, "tenant2", "alice");
+    let id = task_id(&alice.call("slow", json!({})).await);
+
+    for (intruder, who) in [(&bob, "another caller"), (&alice_elsewhere, "another server")] {
+        for method in ["tasks/get", "tasks/update", "tasks/cancel"] {
+            let error = intruder
+                .error(method, json!({"taskId": id, "inputResponses": {}}))
+                .await;
+            // Exactly the answer for an id never issued: nothing tells that the task exists.
+            assert_eq!(error["code"], -32602, "{who} {method}: {error}");
+        }
+    }
+    // Nobody else's cancel reached it.
+    assert_eq!(alice.get(&id).await["status"], "working");
+
+    // Status notifications: bob's subscription leaves alice's task out; alice's carries its state and changes.
+    let bob_ack = listen(&bob, &id).await.next().await;
+    assert_eq!(bob_ack["params"]["notifications"]["taskIds"], json!([]));
+    let mut stream = listen(&alice, &id).await;
+    let ack = stream.next().await;
+    assert_eq!(ack["method"], "notifications/subscriptions/acknowledged");
+    assert_eq!(ack["params"]["notifications"]["taskIds"], json!([id]));
+    let current = stream.next().await;
+    assert_eq!(current["method"], "notifications/tasks");
+    assert_eq!(current["params"]["taskId"], id.as_str());
+    assert_eq!(current["params"]["status"], "working");
+    assert_eq!(current["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"], 1);
+    alice.result("tasks/cancel", json!({"taskId": id})).await;
+    let changed = stream.next().await;
+    assert_eq!(changed["params"]["status"], "cancelled", "{changed}");
+
+    // Subscribing to task notifications needs the extension.
+    let plain = Caller::new(&base, "tenant1", "alice", json!({}));
+    let (status, body) = plain
+        .send("subscriptions/listen", json!({"notifications": {"taskIds": [id]}}))
+        .await;
+    assert_eq!((status, body["error"]["code"].clone()), (400, json!(-32021)));
+}
+
+/// Opens `subscriptions/listen` for task `id`.
+async fn listen(caller: &Caller, id: &str) -> SseReader {
+    let params = json!({"notifications": {"taskIds": [id]}, "_meta": {
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": caller.capabilities}});
+    let request = json!({"jsonrpc": "2.0", "id": 1, "method": "subscriptions/listen", "params": params});
+    let response = caller
+        .http
+        .post(&caller.url)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", "subscriptions/listen")
+        .bearer_auth(caller.key)
+        .body(request.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["content-type"], "text/event-stream");
+    SseReader {
+        response,
+        buf: String::new(),
+    }
+}
+
+/// Reads the JSON-RPC messages of an SSE response one at a time, as they arrive.
+struct SseReader {
+    response: toolplane_net::Response,
+    buf: String,
+}
+
+impl SseReader {
+    async fn next(&mut self) -> Value {
+        loop {
+            if let Some(end) = self.buf.find("\n\n") {
+                let frame: String = self.buf.drain(..end + 2).collect();
+                if let Some(data) = frame.lines().find_map(|l| l.strip_prefix("data: ")) {
+                    return serde_json::from_str(data).unwrap();
+                }
+                continue;
+            }
+            let chunk = tokio::time::timeout(Duration::from_secs(30), self.response.chunk())
+                .await
+                .expect("no SSE frame within 30 s")
+                .unwrap()
+                .expect("the stream ended");
+            self.buf.push_str(std::str::from_utf8(&chunk).unwrap());
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_session_era_has_no_tasks() {
+    let base = serve(vec![("fx", fixture_server(always_tasks()), vec!["k"])]).await;
+    let http = common::loopback_client();
+    let url = format!("{base}/mcp/server/fx/mcp");
+    let post = |body: Value, session: Option<String>| {
+        let mut builder = http
+            .post(&url)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .bearer_auth("k");
+        if let Some(session) = session {
+            builder = builder
+                .header("mcp-session-id", session)
+                .header("mcp-protocol-version", "2025-11-25");
+        }
+        builder.body(body.to_string()).send()
+    };
+    // Declaring the extension at initialize does not enable it before 2026-07-28 (SEP-2663).
+    let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {"extensions": {TASKS: {}}},
+        "clientInfo": {"name": "t", "version": "1"}}});
+    let response = post(init, None).await.unwrap();
+    let session = response.headers()["mcp-session-id"].to_str().unwrap().to_owned();
+    let init: Value = response.json().await.unwrap();
+    assert!(init["result"]["capabilities"].get("extensions").is_none(), "{init}");
+    let call = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+        "params": {"name": "echo", "arguments": {"text": "s"}}});
+    let reply: Value = post(call, Some(session.clone())).await.unwrap().json().await.unwrap();
+    assert_eq!(reply["result"]["content"][0]["text"], "> s", "{reply}");
+    let get = json!({"jsonrpc": "2.0", "id": 2, "method": "tasks/get", "params": {"taskId": "x"}});
+    let reply: Value = post(get, Some(session.clone())).await.unwrap().json().await.unwrap();
+    assert_eq!(reply["error"]["code"], -32601);
+    let required = json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call",
+        "params": {"name": "failing_job", "arguments": {}}});
+    let reply: Value = post(required, Some(session)).await.unwrap().json().await.unwrap();
+    assert_eq!(reply["error"]["code"], -32021);
+}
+
+#[tokio::test]
+async fn stdio_serves_tasks_to_its_client_and_stops_them_when_it_ends() {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let (client_side, server_side) = tokio::io::duplex(1 << 20);
+    let (server_read, server_write) = tokio::io::split(server_side);
+    let serving = tokio::spawn(toolplane_mcp::serve_stdio(
+        catalog_server(always_tasks()),
+        server_read,
+        server_write,
+    ));
+    let (client_read, mut client_write) = tokio::io::split(client_side);
+    let mut lines = BufReader::new(client_read).lines();
+    let mut id = 0;
+    let mut request = async |method: &str, mut params: Value| -> Value {
+        id += 1;
+        params["_meta"] = json!({"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+            "io.modelcontextprotocol/clientCapabilities": {"extensions": {TASKS: {}}}});
+        let line = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
+        client_write.write_all(format!("{line}\n").as_bytes()).await.unwrap();
+        let reply = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        serde_json::from_str(&reply).unwrap()
+    };
+    let discovered = request("server/discover", json!({})).await;
+    assert_eq!(discovered["result"]["capabilities"]["extensions"][TASKS], json!({}));
+    let created = request("tools/call", json!({"name": "slow", "arguments": {}})).await;
+    let task = task_id(&created["result"]);
+    let shown = request("tasks/get", json!({"taskId": task})).await;
+    assert_eq!(shown["result"]["status"], "working");
+    let malformed = request("tasks/get", json!({"taskId": 7})).await;
+    assert_eq!(malformed["error"]["code"], -32602);
+
+    // The client goes away with its task still running: the task is stopped.
+    let before = demo::CANCELLED.load(Ordering::SeqCst);
+    client_write.shutdown().await.unwrap();
+    tokio::time::timeout(Duration::from_secs(30), serving)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    for _ in 0..600 {
+        if demo::CANCELLED.load(Ordering::SeqCst) > before {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        demo::CANCELLED.load(Ordering::SeqCst) > before,
+        "the task outlived its stdio client"
+    );
+}
