@@ -347,6 +347,46 @@ pub struct Tool {
     pub extra: Map<String, Value>,
 }
 
+impl Tool {
+    /// The tool's `execution.taskSupport` (2025-11-25 and the 2026-07-28 tasks extension); absent or unknown
+    /// values mean [`TaskSupport::Forbidden`], as the spec defaults it.
+    pub fn task_support(&self) -> TaskSupport {
+        match self
+            .extra
+            .get("execution")
+            .and_then(|e| e.get("taskSupport"))
+            .and_then(Value::as_str)
+        {
+            Some("optional") => TaskSupport::Optional,
+            Some("required") => TaskSupport::Required,
+            _ => TaskSupport::Forbidden,
+        }
+    }
+}
+
+/// Whether a tool may run as a task (`execution.taskSupport` in `tools/list`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TaskSupport {
+    /// Never a task (the default).
+    #[default]
+    Forbidden,
+    /// A task or a plain call, as the caller (2025-11-25) or the server (2026-07-28 extension) decides.
+    Optional,
+    /// Only as a task.
+    Required,
+}
+
+impl TaskSupport {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Forbidden => "forbidden",
+            Self::Optional => "optional",
+            Self::Required => "required",
+        }
+    }
+}
+
 fn empty_object_schema() -> Value {
     serde_json::json!({"type": "object"})
 }

@@ -4,6 +4,12 @@
 //! timeouts and the cached `tools/list` result) and an [`McpConnector`] that opens connections. Listing tools never
 //! touches the network (the cache is the source, as in Dify); invoking one connects, calls `tools/call` and maps the
 //! result to [`ToolInvokeMessage`]s.
+//!
+//! Tasks: when the server offers them (see [`crate::client::tasks`]), a tool whose cached declaration says
+//! `execution.taskSupport: "required"` is always called as a task, and an `"optional"` one when the call may
+//! take longer than [`TASK_WHEN_LONGER_THAN`] (the provider's `sse_read_timeout`, 300 s by default, is its time
+//! limit): a response held open that long is what proxies and load balancers cut (their idle limits are commonly
+//! 60 s), while each poll of a task is short. Shorter calls stay one round trip.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -23,7 +29,19 @@ use toolplane_core::{
 use toolplane_net::{NetError, SafeClient, TimeoutPhase};
 
 use crate::client::{CallOptions, ClientOptions, McpClient, McpError, StdioCommand, TransportKind};
-use crate::protocol::{self, CallToolResult, Content};
+use crate::protocol::{self, CallToolResult, Content, TaskSupport};
+
+/// An optional-task tool runs as a task when its call may take longer than this (see the [module docs](self)).
+pub const TASK_WHEN_LONGER_THAN: Duration = Duration::from_secs(60);
+
+/// Whether a call of a tool with `support` and time limit `timeout` runs as a task (when the server offers tasks).
+pub fn runs_as_task(support: TaskSupport, timeout: Duration) -> bool {
+    match support {
+        TaskSupport::Required => true,
+        TaskSupport::Optional => timeout > TASK_WHEN_LONGER_THAN,
+        TaskSupport::Forbidden => false,
+    }
+}
 
 /// Where an MCP server lives.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -193,6 +211,7 @@ impl McpToolProvider {
             .map(|tool| {
                 Arc::new(McpTool {
                     entity: tool_entity(&config, tool),
+                    task_support: tool.task_support(),
                     config: Arc::clone(&config),
                     connector: Arc::clone(&connector),
                 }) as Arc<dyn Tool>
@@ -368,6 +387,8 @@ fn single_type(schema: &Value, depth: usize) -> Option<&str> {
 /// One tool of an MCP server.
 pub struct McpTool {
     entity: ToolEntity,
+    /// `execution.taskSupport` of the cached declaration.
+    task_support: TaskSupport,
     config: Arc<McpProviderConfig>,
     connector: Arc<dyn McpConnector>,
 }
@@ -397,6 +418,7 @@ impl Tool for McpTool {
         let options = CallOptions {
             timeout: Some(self.config.sse_read_timeout),
             cancel: cancel.clone(),
+            as_task: runs_as_task(self.task_support, self.config.sse_read_timeout),
         };
         let name = &self.entity.identity.name;
         let mut client = client;

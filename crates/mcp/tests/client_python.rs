@@ -86,7 +86,10 @@ async fn exercise(client: &McpClient, server: Option<&PyServer>, tag: &str) {
         .call_tool(
             "slow",
             args(json!({"seconds": 30, "tag": cancel_tag})),
-            CallOptions { timeout: None, cancel },
+            CallOptions {
+                cancel,
+                ..CallOptions::default()
+            },
         )
         .await
         .unwrap_err();

@@ -153,7 +153,14 @@ async fn toolplane_client_against_toolplane_server_with_cancellation() {
             trigger.cancel();
         });
         let err = client
-            .call_tool("slow", Map::new(), CallOptions { timeout: None, cancel })
+            .call_tool(
+                "slow",
+                Map::new(),
+                CallOptions {
+                    cancel,
+                    ..CallOptions::default()
+                },
+            )
             .await
             .unwrap_err();
         assert!(matches!(err, McpError::Cancelled { .. }));

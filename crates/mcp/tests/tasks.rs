@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use toolplane_mcp::{HttpOptions, McpServer, McpServerResolver, ResolveError, ServerOptions, mcp_router};
 use toolplane_net::SafeClient;
 
-use common::demo;
+use common::{SseReader, demo};
 
 const TASKS: &str = "io.modelcontextprotocol/tasks";
 
@@ -519,36 +519,7 @@ async fn listen(caller: &Caller, id: &str) -> SseReader {
         .await
         .unwrap();
     assert_eq!(response.headers()["content-type"], "text/event-stream");
-    SseReader {
-        response,
-        buf: String::new(),
-    }
-}
-
-/// Reads the JSON-RPC messages of an SSE response one at a time, as they arrive.
-struct SseReader {
-    response: toolplane_net::Response,
-    buf: String,
-}
-
-impl SseReader {
-    async fn next(&mut self) -> Value {
-        loop {
-            if let Some(end) = self.buf.find("\n\n") {
-                let frame: String = self.buf.drain(..end + 2).collect();
-                if let Some(data) = frame.lines().find_map(|l| l.strip_prefix("data: ")) {
-                    return serde_json::from_str(data).unwrap();
-                }
-                continue;
-            }
-            let chunk = tokio::time::timeout(Duration::from_secs(30), self.response.chunk())
-                .await
-                .expect("no SSE frame within 30 s")
-                .unwrap()
-                .expect("the stream ended");
-            self.buf.push_str(std::str::from_utf8(&chunk).unwrap());
-        }
-    }
+    SseReader::new(response)
 }
 
 #[tokio::test]

@@ -94,12 +94,13 @@ pub(crate) fn header_map(headers: &std::collections::BTreeMap<String, String>) -
     Ok(map)
 }
 
-/// The `Mcp-Name` of a request: the tool, prompt or resource it is about.
+/// The `Mcp-Name` of a request: the tool, prompt or resource it is about, or the task (SEP-2663).
 fn mcp_name(request: &Request) -> Option<String> {
     let params = request.params.as_ref()?;
     let key = match request.method.as_str() {
         "tools/call" | "prompts/get" => "name",
         "resources/read" => "uri",
+        "tasks/get" | "tasks/update" | "tasks/cancel" => "taskId",
         _ => return None,
     };
     params.get(key).and_then(Value::as_str).map(str::to_owned)

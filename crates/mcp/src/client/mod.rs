@@ -13,11 +13,15 @@
 //! [`CancellationToken`] fires or the timeout strikes, the client sends `notifications/cancelled` (or, on stateless
 //! HTTP, closes the response stream, which is cancellation there). Server notifications such as
 //! `notifications/tools/list_changed` are surfaced through [`McpClient::notifications`].
+//!
+//! A `tools/call` may run as a task ([`CallOptions::as_task`], see [`tasks`]) on servers that offer tasks: the
+//! 2026-07-28 extension `io.modelcontextprotocol/tasks`, or the experimental tasks of 2025-11-25.
 
 mod dispatch;
 mod http;
 mod legacy_sse;
 pub(crate) mod stdio;
+pub mod tasks;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -243,10 +247,23 @@ impl ServerDetails {
 /// Options of one call.
 #[derive(Debug, Clone, Default)]
 pub struct CallOptions {
-    /// Overrides [`ClientOptions::timeout`].
+    /// Overrides [`ClientOptions::timeout`]; for a call run as a task, the limit of the whole task.
     pub timeout: Option<Duration>,
-    /// Fired when the caller goes away; the request is then cancelled on the server too.
+    /// Fired when the caller goes away; the request (or the task: `tasks/cancel`) is then cancelled on the server
+    /// too.
     pub cancel: CancellationToken,
+    /// `tools/call` only: run the call as a task when the server offers tasks (the caller checks that the tool
+    /// allows it, `execution.taskSupport`); see [`tasks`].
+    pub as_task: bool,
+}
+
+/// What a request carries beyond its params.
+#[derive(Debug, Clone, Default)]
+struct Extras {
+    /// 2026-07-28: `Mcp-Param-*` headers.
+    headers: Vec<(String, String)>,
+    /// 2026-07-28: declare the tasks extension in this request's client capabilities.
+    tasks_extension: bool,
 }
 
 /// What a transport needs to know about the request it carries.
@@ -464,9 +481,17 @@ impl McpClient {
             .as_deref()
             .filter(|v| is_session_version(v))
             .unwrap_or(LATEST_SESSION_VERSION);
+        let mut capabilities = self.capabilities();
+        // 2025-11-25 servers offer task-augmented calls only to clients that declare `tasks` (this client polls
+        // tasks it asks for; it takes no task-augmented requests itself, so the object stays empty).
+        if offered == tasks::EXPERIMENTAL_VERSION
+            && let Value::Object(map) = &mut capabilities
+        {
+            map.entry("tasks").or_insert_with(|| json!({}));
+        }
         let params = json!({
             "protocolVersion": offered,
-            "capabilities": self.capabilities(),
+            "capabilities": capabilities,
             "clientInfo": self.shared.options.client_info,
         });
         let result = self
@@ -581,29 +606,41 @@ impl McpClient {
         Err(McpError::Protocol("tools/list returned more than 1000 pages".into()))
     }
 
-    /// `tools/call`.
+    /// `tools/call`. With [`CallOptions::as_task`] on a server that offers tasks, the call runs as a task
+    /// (see [`tasks`]); a task handle a 2026-07-28 server returns unasked is followed the same way.
     pub async fn call_tool(
         &self,
         name: &str,
         arguments: Map<String, Value>,
         options: CallOptions,
     ) -> Result<CallToolResult, McpError> {
-        let extra_headers = self.param_headers(name, &arguments);
+        let budget = tasks::Budget::new(options.timeout.unwrap_or(self.shared.options.timeout));
+        let protocol = match options.as_task {
+            true => self.task_protocol().await,
+            false => None,
+        };
+        if protocol == Some(tasks::TaskProtocol::Experimental) {
+            return self.call_tool_experimental(name, arguments, &options, &budget).await;
+        }
+        let extras = Extras {
+            headers: self.param_headers(name, &arguments),
+            tasks_extension: protocol == Some(tasks::TaskProtocol::Extension),
+        };
         let mut params = json!({"name": name, "arguments": arguments});
         // MRTR (2026-07-28): an `input_required` result is answered by the handler and the request retried with
         // the answers and the server's opaque `requestState`, unchanged. Bounded, as a server could ask forever.
+        // Each round has the call's full time limit: answering may wait for a person.
         for _ in 0..MAX_INPUT_ROUNDS {
             let result = self
-                .request_with(
-                    "tools/call",
-                    Some(params.clone()),
-                    options.clone(),
-                    extra_headers.clone(),
-                )
+                .request_with("tools/call", Some(params.clone()), options.clone(), extras.clone())
                 .await?;
-            if result.get("resultType").and_then(Value::as_str) != Some("input_required") {
-                return CallToolResult::from_value(result)
-                    .map_err(|e| McpError::Protocol(format!("invalid tools/call result: {e}")));
+            match result.get("resultType").and_then(Value::as_str) {
+                Some("input_required") => {}
+                Some("task") => return self.follow_task(name, result, &options, &budget).await,
+                _ => {
+                    return CallToolResult::from_value(result)
+                        .map_err(|e| McpError::Protocol(format!("invalid tools/call result: {e}")));
+                }
             }
             let responses = self.answer_input_requests(name, &result).await?;
             if let Value::Object(map) = &mut params {
@@ -621,15 +658,20 @@ impl McpClient {
 
     /// Answers the `inputRequests` of an `input_required` result with the client's handler.
     async fn answer_input_requests(&self, tool: &str, result: &Value) -> Result<Value, McpError> {
+        let requests = result
+            .get("inputRequests")
+            .and_then(Value::as_object)
+            .ok_or_else(|| McpError::Protocol("an input_required result without inputRequests".into()))?;
+        self.answer_requests(tool, requests).await
+    }
+
+    /// Answers `inputRequests` (`{method, params}` by key) with the client's handler, by key.
+    async fn answer_requests(&self, tool: &str, requests: &Map<String, Value>) -> Result<Value, McpError> {
         let Some(handler) = self.shared.options.handler.clone() else {
             return Err(McpError::Protocol(format!(
                 "tool {tool:?} asked for user input (input_required), and this client has no handler for it"
             )));
         };
-        let requests = result
-            .get("inputRequests")
-            .and_then(Value::as_object)
-            .ok_or_else(|| McpError::Protocol("an input_required result without inputRequests".into()))?;
         let mut responses = Map::new();
         for (key, request) in requests {
             let method = request.get("method").and_then(Value::as_str).unwrap_or_default();
@@ -675,7 +717,7 @@ impl McpClient {
 
     /// Any request; the result on success. Re-initialises once if the session expired.
     pub async fn request(&self, method: &str, params: Option<Value>, options: CallOptions) -> Result<Value, McpError> {
-        self.request_with(method, params, options, Vec::new()).await
+        self.request_with(method, params, options, Extras::default()).await
     }
 
     async fn request_with(
@@ -683,22 +725,27 @@ impl McpClient {
         method: &str,
         params: Option<Value>,
         options: CallOptions,
-        extra_headers: Vec<(String, String)>,
+        extras: Extras,
     ) -> Result<Value, McpError> {
-        let (mut ctx, params) = self.prepare(params, &options).await;
-        ctx.extra_headers = extra_headers.clone();
+        let (mut ctx, params) = self.prepare(params, &options, extras.tasks_extension).await;
+        ctx.extra_headers = extras.headers.clone();
         match self.raw_request(method, params.clone(), &ctx, &options).await {
             Err(McpError::SessionExpired) => {
                 self.reinitialize(&ctx).await?;
-                let (mut ctx, params) = self.prepare(params, &options).await;
-                ctx.extra_headers = extra_headers;
+                let (mut ctx, params) = self.prepare(params, &options, extras.tasks_extension).await;
+                ctx.extra_headers = extras.headers;
                 self.raw_request(method, params, &ctx, &options).await
             }
             other => other,
         }
     }
 
-    async fn prepare(&self, params: Option<Value>, options: &CallOptions) -> (RequestContext, Option<Value>) {
+    async fn prepare(
+        &self,
+        params: Option<Value>,
+        options: &CallOptions,
+        tasks_extension: bool,
+    ) -> (RequestContext, Option<Value>) {
         let details = self.shared.details.read().await;
         let stateless = details.is_stateless();
         let ctx = RequestContext {
@@ -713,7 +760,11 @@ impl McpClient {
                 Some(Value::Object(map)) => map,
                 _ => Map::new(),
             };
-            Some(Value::Object(self.stateless_meta(map)))
+            let mut params = self.stateless_meta(map);
+            if tasks_extension {
+                tasks::declare_extension(&mut params);
+            }
+            Some(Value::Object(params))
         } else {
             params
         };

@@ -24,7 +24,7 @@ use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
 use super::peer::Outbox;
-use super::tasks::{TASKS_EXTENSION, TaskEvent, TaskScope, TaskStore};
+use super::tasks::{TASKS_EXTENSION, TaskEra, TaskEvent, TaskScope, TaskStore};
 use super::{ListChange, McpServer, PendingRequests, RequestContext, SubscriptionFilter};
 use crate::protocol::{
     HEADER_METHOD, HEADER_NAME, HEADER_PROTOCOL_VERSION, HEADER_SESSION_ID, META_CLIENT_CAPABILITIES,
@@ -145,6 +145,9 @@ struct Session {
     version: String,
     /// `initialize`'s `capabilities`.
     client_capabilities: Arc<Value>,
+    /// 2025-11-25 with a client that declared `tasks`: its requests reach the owner's experimental tasks and its
+    /// GET stream carries their `notifications/tasks/status`.
+    tasks_offered: bool,
     /// Milliseconds since the table's epoch at the last request (an atomic, so touching needs no write lock).
     last_seen: AtomicU64,
     closed: CancellationToken,
@@ -452,7 +455,7 @@ async fn post_single(
     let modern = header_str(headers, HEADER_PROTOCOL_VERSION) == Some(STATELESS_VERSION)
         || meta_version(&request).as_deref() == Some(STATELESS_VERSION);
     if request.method == "initialize" && !modern {
-        return initialize(state, &server, code, request).await;
+        return initialize(state, &server, code, headers, request).await;
     }
 
     if let Some(session_id) = session_id.filter(|_| !modern) {
@@ -476,10 +479,13 @@ async fn post_single(
                 )),
             );
         }
-        let ctx = RequestContext::new(session.version.clone())
+        let mut ctx = RequestContext::new(session.version.clone())
             .with_client_capabilities(Arc::clone(&session.client_capabilities))
             .with_pending_requests(Arc::clone(&session.pending))
             .with_client_timeout(server.options().client_request_timeout);
+        if session.tasks_offered {
+            ctx = ctx.with_tasks(session_tasks(state, code, headers));
+        }
         let outbox = Arc::clone(&ctx.outbox);
         let request_id = request.id.clone();
         if let Some(id) = &request_id {
@@ -587,7 +593,19 @@ async fn respond(mut handler: Handler, outbox: Arc<Outbox>, status: fn(&Response
     sse_response(StatusCode::OK, Body::from_stream(body))
 }
 
-async fn initialize(state: &AppState, server: &McpServer, code: &str, request: Request) -> HttpResponse {
+/// The experimental (2025-11-25) tasks a session request reaches: its owner's, as for stateless requests; listed
+/// only for a caller with a credential.
+fn session_tasks(state: &AppState, code: &str, headers: &HeaderMap) -> TaskScope {
+    TaskScope::new(Arc::clone(&state.tasks), task_owner(code, headers)).with_listing(bearer(headers).is_some())
+}
+
+async fn initialize(
+    state: &AppState,
+    server: &McpServer,
+    code: &str,
+    headers: &HeaderMap,
+    request: Request,
+) -> HttpResponse {
     let client_capabilities = Arc::new(
         request
             .params
@@ -596,7 +614,7 @@ async fn initialize(state: &AppState, server: &McpServer, code: &str, request: R
             .cloned()
             .unwrap_or_else(|| json!({})),
     );
-    let ctx = RequestContext::new(super::LATEST_SESSION_VERSION);
+    let ctx = RequestContext::new(super::LATEST_SESSION_VERSION).with_tasks(session_tasks(state, code, headers));
     let Some(response) = server.handle(request, &ctx).await else {
         return StatusCode::ACCEPTED.into_response();
     };
@@ -607,6 +625,10 @@ async fn initialize(state: &AppState, server: &McpServer, code: &str, request: R
         .and_then(Value::as_str)
         .unwrap_or(super::LATEST_SESSION_VERSION)
         .to_owned();
+    let tasks_offered = response
+        .result
+        .as_ref()
+        .is_some_and(|r| r.pointer("/capabilities/tasks").is_some());
     let session_id = uuid::Uuid::new_v4().simple().to_string();
     {
         let now = state.now_ms();
@@ -633,6 +655,7 @@ async fn initialize(state: &AppState, server: &McpServer, code: &str, request: R
                 server_code: code.to_owned(),
                 version,
                 client_capabilities,
+                tasks_offered,
                 last_seen: AtomicU64::new(now),
                 closed: CancellationToken::new(),
                 in_flight: Mutex::new(HashMap::new()),
@@ -855,7 +878,7 @@ fn listen(state: &AppState, server: &McpServer, request: Request, owner: Arc<str
     let tasks: Vec<_> = task_ids
         .iter()
         .flatten()
-        .filter_map(|task_id| state.tasks.get(&owner, task_id))
+        .filter_map(|task_id| state.tasks.get(&owner, TaskEra::Extension, task_id))
         .collect();
     let tag = json!({ META_SUBSCRIPTION_ID: id });
     let mut agreed = filter.to_value();
@@ -906,7 +929,11 @@ fn task_stream(
             }
             loop {
                 match events.recv().await {
-                    Ok(event) if event.owner == owner && wanted.contains(&event.task_id) => {
+                    Ok(event)
+                        if event.era == TaskEra::Extension
+                            && event.owner == owner
+                            && wanted.contains(&event.task_id) =>
+                    {
                         let notification = task_notification(event.task, &tag);
                         return Some((notification, (events, owner, wanted, tag)));
                     }
@@ -916,6 +943,25 @@ fn task_stream(
             }
         },
     )
+}
+
+/// 2025-11-25: `notifications/tasks/status` for every status change of the experimental tasks of `owner`.
+fn experimental_task_stream(
+    events: broadcast::Receiver<TaskEvent>,
+    owner: Arc<str>,
+) -> impl futures::Stream<Item = Request> + Send + 'static {
+    futures::stream::unfold((events, owner), |(mut events, owner)| async move {
+        loop {
+            match events.recv().await {
+                Ok(event) if event.era == TaskEra::Experimental && event.owner == owner => {
+                    let notification = Request::notification("notifications/tasks/status", Some(event.task));
+                    return Some((notification, (events, owner)));
+                }
+                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    })
 }
 
 /// The notifications for the changes that pass `filter`, with `_meta` set to `tag` when given.
@@ -1159,7 +1205,11 @@ async fn get_stream(State(state): State<Arc<AppState>>, Path(code): Path<String>
         resources: true,
         resource_uris: Vec::new(),
     };
-    let stream = change_stream(server.subscribe_changes(), all_lists, None)
+    let changes = change_stream(server.subscribe_changes(), all_lists, None);
+    let task_updates = session
+        .tasks_offered
+        .then(|| experimental_task_stream(state.tasks.subscribe(), task_owner(&code, &headers)));
+    let stream = futures::stream::select(changes, futures::stream::iter(task_updates).flatten())
         .map(|n| Ok::<_, Infallible>(sse_event(&n)))
         .take_until(session.closed.clone().cancelled_owned());
     let mut response = Sse::new(stream)

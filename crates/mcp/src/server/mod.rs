@@ -3,11 +3,13 @@
 //! [`McpServer`] is the transport-free protocol handler: a tenant's [`Catalog`] plus an [`McpServerConfig`] (a
 //! named server exposing chosen tools or whole providers, with `form=form` parameters fixed by configuration). It
 //! answers `initialize` (negotiating 2024-11-05 … 2025-11-25), `server/discover` (2026-07-28), `ping`,
-//! `tools/list` and `tools/call`, and for 2026-07-28 clients that declare the tasks extension `tasks/get`,
-//! `tasks/update` and `tasks/cancel` ([`tasks`]). [`mcp_router`] serves it over streamable HTTP (sessions and
-//! stateless) and [`serve_stdio`] over stdin/stdout. [`McpServer::with_conformance_fixture`] adds, for conformance test servers
-//! only, the fixture tools, resources, prompts, `logging/setLevel` and `completion/complete` that the
-//! `@modelcontextprotocol/conformance` server suite calls by name.
+//! `tools/list` and `tools/call`; for 2026-07-28 clients that declare the tasks extension `tasks/get`,
+//! `tasks/update` and `tasks/cancel`, and for 2025-11-25 sessions whose client declared `tasks` the experimental
+//! task-augmented `tools/call` with `tasks/get`, `tasks/result`, `tasks/list` and `tasks/cancel` ([`tasks`]).
+//! [`mcp_router`] serves it over streamable HTTP (sessions and stateless) and [`serve_stdio`] over stdin/stdout.
+//! [`McpServer::with_conformance_fixture`] adds, for conformance test servers only, the fixture tools, resources,
+//! prompts, `logging/setLevel` and `completion/complete` that the `@modelcontextprotocol/conformance` server suite
+//! calls by name.
 
 mod content;
 mod fixture;
@@ -43,9 +45,21 @@ pub use http::{HttpOptions, McpServerResolver, ResolveError, StaticResolver, mcp
 pub use peer::{ClientRequestError, ListChange, PendingRequests, SubscriptionFilter};
 pub use state::{RequestStateError, StateSealer};
 pub use stdio::serve_stdio;
-pub use tasks::{TASKS_EXTENSION, TaskScope, TaskStatus, TaskStore, TaskSupport};
+pub use tasks::{TASKS_EXTENSION, TaskEra, TaskScope, TaskStatus, TaskStore, TaskSupport};
 
 use tasks::{TaskInputs, TaskLimits};
+
+/// The session-era version with experimental tasks (SEP-1686).
+const EXPERIMENTAL_TASKS_VERSION: &str = "2025-11-25";
+
+/// `_meta` key tying a message to its task (2025-11-25 tasks).
+const META_RELATED_TASK: &str = "io.modelcontextprotocol/related-task";
+
+/// Tasks listed per `tasks/list` page (2025-11-25).
+const TASKS_PAGE: usize = 100;
+
+/// The shortest TTL a 2025-11-25 client may ask for: a shorter one would lose the result before a first poll.
+const MIN_REQUESTED_TTL: Duration = Duration::from_secs(1);
 
 /// One entry of a server's configuration: a single tool, or every tool of a provider.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -209,6 +223,14 @@ impl RequestContext {
             .filter(|_| self.stateless() && self.declares_extension(TASKS_EXTENSION))
     }
 
+    /// The tasks scope when 2025-11-25 experimental tasks are offered: a 2025-11-25 session whose client declared
+    /// the `tasks` capability at `initialize`, on a transport that keeps tasks.
+    fn experimental_scope(&self) -> Option<&TaskScope> {
+        self.tasks.as_ref().filter(|_| {
+            self.protocol_version == EXPERIMENTAL_TASKS_VERSION && declares_tasks(self.client_capabilities.as_deref())
+        })
+    }
+
     /// Builder: the capabilities the client declared.
     pub fn with_client_capabilities(mut self, capabilities: Arc<Value>) -> Self {
         self.client_capabilities = Some(capabilities);
@@ -308,6 +330,11 @@ impl RequestContext {
             requests.insert(key.to_owned(), json!({"method": method, "params": params}));
             return Err(ClientRequestError::InputRequired { requests, state: None });
         }
+        self.send_request(method, params).await
+    }
+
+    /// Sends `method` to the client on this request's stream and waits for its answer (session era).
+    async fn send_request(&self, method: &str, params: Value) -> Result<Value, ClientRequestError> {
         let Some(pending) = &self.pending else {
             return Err(ClientRequestError::Unsupported { method: method.into() });
         };
@@ -353,6 +380,11 @@ impl RequestContext {
         self.request_client(key, "elicitation", "elicitation/create", params)
             .await
     }
+}
+
+/// Whether client capabilities declare `tasks` (2025-11-25: the client takes task-augmented requests' answers).
+fn declares_tasks(capabilities: Option<&Value>) -> bool {
+    capabilities.and_then(|c| c.get("tasks")).is_some_and(Value::is_object)
 }
 
 /// The version a session-era server answers `initialize` with: the client's when supported, else the newest
@@ -632,12 +664,18 @@ impl McpServer {
             match (request.method.as_str(), fixture) {
                 (method, _) if ctx.stateless() && removed_in_stateless => Err(RpcError::method_not_found(method)),
                 (_, Some(result)) => result,
-                ("initialize", None) => Ok(self.initialize(&request)),
+                ("initialize", None) => Ok(self.initialize(&request, ctx)),
                 ("server/discover", None) => Ok(self.discover(ctx)),
                 ("ping", None) => Ok(json!({})),
                 ("tools/list", None) => self.list_tools(ctx).await,
                 ("tasks/get" | "tasks/update" | "tasks/cancel", None) if ctx.stateless() && ctx.tasks.is_some() => {
                     self.task_request(&request.method, params, ctx)
+                }
+                ("tasks/get" | "tasks/result" | "tasks/list" | "tasks/cancel", None)
+                    if let Some(scope) = ctx.experimental_scope() =>
+                {
+                    self.experimental_task_request(&request.method, params, scope, ctx)
+                        .await
                 }
                 ("prompts/get", None) if let Some(fixture) = &self.fixture => {
                     match fixture.input_required_prompt(ctx).await {
@@ -670,16 +708,29 @@ impl McpServer {
         })
     }
 
-    fn initialize(&self, request: &Request) -> Value {
-        let requested = request
-            .params
-            .as_ref()
+    /// `initialize`. A 2025-11-25 session whose client declares `tasks`, on a transport that keeps tasks, is
+    /// offered task-augmented `tools/call` and `tasks/cancel`, and `tasks/list` when the caller is identified.
+    fn initialize(&self, request: &Request, ctx: &RequestContext) -> Value {
+        let params = request.params.as_ref();
+        let requested = params
             .and_then(|p| p.get("protocolVersion"))
             .and_then(Value::as_str)
             .unwrap_or(OLDEST_VERSION);
+        let version = negotiate_version(requested);
+        let mut capabilities = self.capabilities(false);
+        if let Some(scope) = &ctx.tasks
+            && version == EXPERIMENTAL_TASKS_VERSION
+            && declares_tasks(params.and_then(|p| p.get("capabilities")))
+        {
+            let mut tasks = json!({"cancel": {}, "requests": {"tools": {"call": {}}}});
+            if scope.listing {
+                tasks["list"] = json!({});
+            }
+            capabilities["tasks"] = tasks;
+        }
         let mut result = json!({
-            "protocolVersion": negotiate_version(requested),
-            "capabilities": self.capabilities(false),
+            "protocolVersion": version,
+            "capabilities": capabilities,
             "serverInfo": self.server_info(),
         });
         if let Some(instructions) = &self.config.instructions {
@@ -824,7 +875,7 @@ impl McpServer {
                 list.extend(fixture::ConformanceFixture::tools().iter().cloned());
             }
             // Where tasks are served, say which tools may (or must) run as one.
-            if ctx.stateless() && ctx.tasks.is_some() {
+            if (ctx.stateless() && ctx.tasks.is_some()) || ctx.experimental_scope().is_some() {
                 for tool in list.iter_mut() {
                     let name = tool.get("name").and_then(Value::as_str).unwrap_or_default();
                     let support = match &self.fixture {
@@ -855,7 +906,7 @@ impl McpServer {
             match fixture::ConformanceFixture::task_support(name) {
                 Some(support @ (TaskSupport::Optional | TaskSupport::Required)) => {
                     let scope = format!("tools/call:{name}");
-                    let route = task_route(support, ctx)?;
+                    let route = task_route(name, support, ctx, &params)?;
                     let work = match fixture.prepare_task_tool(name, &params, ctx).await {
                         Ok(work) => work,
                         Err(ClientRequestError::InputRequired { requests, state }) if ctx.stateless() => {
@@ -866,6 +917,8 @@ impl McpServer {
                     return self.run_work(route, work, ctx, &scope).await;
                 }
                 Some(TaskSupport::Forbidden) => {
+                    // Refuses a 2025-11-25 request for a task.
+                    task_route(name, TaskSupport::Forbidden, ctx, &params)?;
                     if let Some(result) = fixture.call_tool(name, &params, ctx, self).await {
                         return match result {
                             Ok(result) => Ok(result),
@@ -918,7 +971,7 @@ impl McpServer {
             }
         };
         // Every catalog tool may run as a task; the same invocation then runs in the background.
-        if let Some(scope) = task_route(TaskSupport::Optional, ctx)? {
+        if let TaskRoute::Task { scope, era, ttl } = task_route(&name, TaskSupport::Optional, ctx, &params)? {
             let invocation = Invocation {
                 catalog: Arc::clone(&self.catalog),
                 tenant_id: self.tenant_id.clone(),
@@ -935,7 +988,7 @@ impl McpServer {
                     tool_result(&name, outcome).map_err(WorkError::Rpc)
                 })
             });
-            return self.run_task(scope, work, ctx).await;
+            return self.run_task(scope, era, ttl, work, ctx).await;
         }
         let invocation = InvocationRef {
             catalog: &self.catalog,
@@ -946,16 +999,16 @@ impl McpServer {
         tool_result(&name, invocation.run(arguments, ctx.cancel.clone()).await)
     }
 
-    /// Runs a call's work in the request (`route` is `None`) or as a task.
+    /// Runs a call's work in the request or as a task, as `route` says.
     async fn run_work(
         &self,
-        route: Option<&TaskScope>,
+        route: TaskRoute<'_>,
         work: Work,
         ctx: &RequestContext,
         scope: &str,
     ) -> Result<Value, RpcError> {
-        if let Some(task_scope) = route {
-            return self.run_task(task_scope, work, ctx).await;
+        if let TaskRoute::Task { scope, era, ttl } = route {
+            return self.run_task(scope, era, ttl, work, ctx).await;
         }
         match work(ctx.clone()).await {
             Ok(result) => Ok(result),
@@ -966,21 +1019,37 @@ impl McpServer {
         }
     }
 
-    /// Starts the work as a task and answers with the task (`CreateTaskResult`) — or, when the work ends within
-    /// [`ServerOptions::task_after`] without asking the client anything, with its result, as if no task had been
-    /// made.
-    async fn run_task(&self, task_scope: &TaskScope, work: Work, ctx: &RequestContext) -> Result<Value, RpcError> {
+    /// Starts the work as a task and answers with the task (`CreateTaskResult`). In the extension, when the work
+    /// ends within [`ServerOptions::task_after`] without asking the client anything, the answer is its result, as
+    /// if no task had been made; a 2025-11-25 client asked for the task and gets it at once, kept for the TTL it
+    /// asked for (at most [`ServerOptions::task_ttl`]).
+    async fn run_task(
+        &self,
+        task_scope: &TaskScope,
+        era: TaskEra,
+        requested_ttl: Option<Duration>,
+        work: Work,
+        ctx: &RequestContext,
+    ) -> Result<Value, RpcError> {
+        let longest = self.options.task_ttl;
+        let ttl = match (era, requested_ttl) {
+            (TaskEra::Experimental, Some(ttl)) => ttl.min(longest).max(MIN_REQUESTED_TTL.min(longest)),
+            _ => longest,
+        };
         let limits = TaskLimits {
-            ttl: self.options.task_ttl,
+            ttl,
             poll_interval: self.options.task_poll_interval,
         };
         let template = ctx.clone();
         let entry = task_scope
             .store
-            .start(Arc::clone(&task_scope.owner), limits, move |inputs| {
+            .start(Arc::clone(&task_scope.owner), era, limits, move |inputs| {
                 let work = work(template.for_task(inputs));
                 Box::pin(async move { work.await.map_err(WorkError::into_rpc) })
             })?;
+        if era == TaskEra::Experimental {
+            return Ok(entry.create_result());
+        }
         // The client learns the task's id only from this response: should the request go away before it is sent,
         // nobody could ever reach the task, so it is stopped and forgotten.
         struct Unclaimed<'a> {
@@ -990,7 +1059,7 @@ impl McpServer {
         impl Drop for Unclaimed<'_> {
             fn drop(&mut self) {
                 if let Some(entry) = self.entry.take() {
-                    entry.cancel();
+                    let _ = entry.cancel();
                     self.store.remove(entry.id());
                 }
             }
@@ -1029,7 +1098,7 @@ impl McpServer {
         let Some(Value::String(task_id)) = params.get("taskId") else {
             return Err(RpcError::invalid_params(format!("{method} needs a string \"taskId\"")));
         };
-        let Some(entry) = task_scope.store.get(&task_scope.owner, task_id) else {
+        let Some(entry) = task_scope.store.get(&task_scope.owner, TaskEra::Extension, task_id) else {
             return Err(RpcError::invalid_params(format!(
                 "task not found: {task_id:?} (it never existed, has expired, or was created by another client)"
             )));
@@ -1047,8 +1116,131 @@ impl McpServer {
                 Ok(json!({"resultType": "complete"}))
             }
             _ => {
-                entry.cancel();
+                // Cancelling an ended task is acknowledged and changes nothing (SEP-2663).
+                let _ = entry.cancel();
                 Ok(json!({"resultType": "complete"}))
+            }
+        }
+    }
+
+    /// 2025-11-25 `tasks/get`, `tasks/result`, `tasks/list` and `tasks/cancel`; a task is found only by the owner
+    /// that created it, and only in this era.
+    async fn experimental_task_request(
+        &self,
+        method: &str,
+        params: &Map<String, Value>,
+        scope: &TaskScope,
+        ctx: &RequestContext,
+    ) -> Result<Value, RpcError> {
+        if method == "tasks/list" {
+            if !scope.listing {
+                // Not offered: callers of this server are not told apart, so a list would show others' tasks.
+                return Err(RpcError::method_not_found(method));
+            }
+            let cursor = match params.get("cursor") {
+                None | Some(Value::Null) => None,
+                Some(Value::String(cursor)) => Some(cursor.as_str()),
+                Some(_) => return Err(RpcError::invalid_params("\"cursor\" must be a string")),
+            };
+            let (page, next) = scope
+                .store
+                .list_page(&scope.owner, TaskEra::Experimental, cursor, TASKS_PAGE)
+                .map_err(|()| {
+                    RpcError::invalid_params("invalid cursor: pass the nextCursor of an earlier tasks/list unchanged")
+                })?;
+            let tasks: Vec<Value> = page.iter().map(|task| task.get_result()).collect();
+            let mut result = json!({"tasks": tasks});
+            if let Some(next) = next {
+                result["nextCursor"] = json!(next);
+            }
+            return Ok(result);
+        }
+        let Some(Value::String(task_id)) = params.get("taskId") else {
+            return Err(RpcError::invalid_params(format!("{method} needs a string \"taskId\"")));
+        };
+        let Some(entry) = scope.store.get(&scope.owner, TaskEra::Experimental, task_id) else {
+            return Err(RpcError::invalid_params(format!(
+                "task not found: {task_id:?} (it never existed, has expired, or was created by another client)"
+            )));
+        };
+        match method {
+            "tasks/get" => Ok(entry.get_result()),
+            "tasks/cancel" => match entry.cancel() {
+                Ok(()) => Ok(entry.get_result()),
+                Err(status) => Err(RpcError::invalid_params(format!(
+                    "cannot cancel task {task_id:?}: it already ended with status {:?}",
+                    status.as_str()
+                ))),
+            },
+            _ => task_result(&entry, ctx).await,
+        }
+    }
+}
+
+/// 2025-11-25 `tasks/result`: waits until the task ends, meanwhile sending its questions to the client as requests
+/// on this request's stream (tagged with the task) and handing the answers to the tool; then answers exactly what
+/// the `tools/call` would have, its result tagged with the task.
+async fn task_result(entry: &tasks::TaskEntry, ctx: &RequestContext) -> Result<Value, RpcError> {
+    /// Questions sent on this stream and not answered yet: when the stream ends first, the next `tasks/result`
+    /// sends them again.
+    struct Unanswered<'a> {
+        entry: &'a tasks::TaskEntry,
+        keys: HashSet<String>,
+    }
+    impl Drop for Unanswered<'_> {
+        fn drop(&mut self) {
+            for key in &self.keys {
+                self.entry.unsend(key);
+            }
+        }
+    }
+    let task_id = entry.id().to_owned();
+    let mut status = entry.watch();
+    let mut unanswered = Unanswered {
+        entry,
+        keys: HashSet::new(),
+    };
+    let mut asking = futures::stream::FuturesUnordered::new();
+    loop {
+        if let Some(payload) = entry.payload() {
+            return payload.map(|mut result| {
+                if let Value::Object(map) = &mut result
+                    && let Value::Object(meta) = map.entry("_meta").or_insert_with(|| json!({}))
+                {
+                    meta.insert(META_RELATED_TASK.into(), json!({"taskId": task_id}));
+                }
+                result
+            });
+        }
+        for question in entry.take_unsent() {
+            unanswered.keys.insert(question.key.clone());
+            let mut params = question.params;
+            if let Value::Object(map) = &mut params
+                && let Value::Object(meta) = map.entry("_meta").or_insert_with(|| json!({}))
+            {
+                meta.insert(META_RELATED_TASK.into(), json!({"taskId": task_id}));
+            }
+            asking.push(async move {
+                let answer = ctx.send_request(&question.method, params).await;
+                (question.key, answer)
+            });
+        }
+        tokio::select! {
+            // A status change or a new question (every change bumps the watch); the loop looks again.
+            _ = status.changed() => {}
+            Some((key, answer)) = futures::StreamExt::next(&mut asking), if !asking.is_empty() => {
+                let answer = match answer {
+                    Ok(value) => Ok(value),
+                    Err(ClientRequestError::Rejected { error, .. }) => Err(error),
+                    // The stream or session ended: the question waits for the next tasks/result.
+                    Err(error @ ClientRequestError::Closed { .. }) => return Err(error.to_rpc_error()),
+                    Err(error) => Err(error.to_rpc_error()),
+                };
+                unanswered.keys.remove(&key);
+                entry.answer(&key, answer);
+            }
+            _ = ctx.cancel.cancelled() => {
+                return Err(RpcError::internal("tasks/result was cancelled; the task goes on"));
             }
         }
     }
@@ -1082,17 +1274,81 @@ impl From<ClientRequestError> for WorkError {
     }
 }
 
-/// Whether a call runs as a task: `Some` when the tool allows it and the request may be answered with one;
-/// -32021 for a tool that only runs as a task when the client cannot take one.
-fn task_route(support: TaskSupport, ctx: &RequestContext) -> Result<Option<&TaskScope>, RpcError> {
-    let scope = ctx.task_scope();
+/// How a call runs.
+#[derive(Debug, Clone, Copy)]
+enum TaskRoute<'a> {
+    /// In the request.
+    Inline,
+    /// As a task of `era` in `scope`; `ttl` is what a 2025-11-25 client asked for.
+    Task {
+        scope: &'a TaskScope,
+        era: TaskEra,
+        ttl: Option<Duration>,
+    },
+}
+
+/// Whether tool `name` runs as a task. 2025-11-25 sessions offered tasks: when the client asks for one (`task`
+/// in `params`) and the tool allows it; -32601 for a task the tool forbids and for a plain call of a tool that
+/// only runs as one (the spec's codes). 2026-07-28 requests declaring the extension: whenever the tool allows it.
+/// Elsewhere `task` is ignored, and a tool that only runs as a task gets -32021.
+fn task_route<'a>(
+    name: &str,
+    support: TaskSupport,
+    ctx: &'a RequestContext,
+    params: &Map<String, Value>,
+) -> Result<TaskRoute<'a>, RpcError> {
+    if let Some(scope) = ctx.experimental_scope() {
+        let requested = match params.get("task") {
+            None | Some(Value::Null) => None,
+            Some(Value::Object(task)) => Some(task),
+            Some(_) => {
+                return Err(RpcError::invalid_params(
+                    "\"task\" must be an object, e.g. {\"ttl\": 60000}",
+                ));
+            }
+        };
+        return match (support, requested) {
+            (TaskSupport::Forbidden, Some(_)) => Err(RpcError::new(
+                protocol::codes::METHOD_NOT_FOUND,
+                format!(
+                    "tool {name:?} does not run as a task (execution.taskSupport is \"forbidden\"); call it \
+                     without \"task\""
+                ),
+            )),
+            (TaskSupport::Required, None) => Err(RpcError::new(
+                protocol::codes::METHOD_NOT_FOUND,
+                format!(
+                    "tool {name:?} only runs as a task (execution.taskSupport is \"required\"); call it with \
+                     \"task\": {{}}"
+                ),
+            )),
+            (_, Some(task)) => {
+                let ttl = task
+                    .get("ttl")
+                    .and_then(Value::as_f64)
+                    .filter(|ms| ms.is_finite() && *ms >= 0.0)
+                    .map(|ms| Duration::from_secs_f64((ms / 1000.0).min(1e9)));
+                Ok(TaskRoute::Task {
+                    scope,
+                    era: TaskEra::Experimental,
+                    ttl,
+                })
+            }
+            (_, None) => Ok(TaskRoute::Inline),
+        };
+    }
+    let scope = ctx.task_scope().map(|scope| TaskRoute::Task {
+        scope,
+        era: TaskEra::Extension,
+        ttl: None,
+    });
     match support {
-        TaskSupport::Forbidden => Ok(None),
-        TaskSupport::Optional => Ok(scope),
-        TaskSupport::Required if scope.is_some() => Ok(scope),
+        TaskSupport::Forbidden => Ok(TaskRoute::Inline),
+        TaskSupport::Optional => Ok(scope.unwrap_or(TaskRoute::Inline)),
+        TaskSupport::Required if let Some(route) = scope => Ok(route),
         TaskSupport::Required if ctx.tasks.is_none() || !ctx.stateless() => Err(tasks::missing_extension(
             "this tool only runs as a task, which needs protocol version 2026-07-28 and the \
-             io.modelcontextprotocol/tasks extension",
+             io.modelcontextprotocol/tasks extension, or a 2025-11-25 session whose client declared `tasks`",
         )),
         TaskSupport::Required => Err(tasks::missing_extension(
             "this tool only runs as a task: declare the io.modelcontextprotocol/tasks extension in \

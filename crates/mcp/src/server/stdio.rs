@@ -128,7 +128,7 @@ where
                 client_capabilities = Arc::new(capabilities.clone());
             }
             // Negotiate inline so later requests see the version.
-            let ctx = RequestContext::new(LATEST_SESSION_VERSION);
+            let ctx = RequestContext::new(LATEST_SESSION_VERSION).with_tasks(stdio_tasks(&tasks));
             if let Some(response) = server.handle(request, &ctx).await {
                 if let Some(v) = response
                     .result
@@ -146,10 +146,10 @@ where
         let mut ctx = RequestContext::new(version)
             .with_client_timeout(server.options().client_request_timeout)
             .with_pending_requests(Arc::clone(&pending));
-        if stateless {
+        // The tasks of both eras (2025-11-25 ones only for a client that declared `tasks`).
+        ctx = ctx.with_tasks(stdio_tasks(&tasks));
+        if !stateless {
             // Stateless requests carry their own capabilities in `_meta`.
-            ctx = ctx.with_tasks(TaskScope::new(Arc::clone(&tasks), "stdio"));
-        } else {
             ctx = ctx.with_client_capabilities(Arc::clone(&client_capabilities));
         }
         if let Some(id) = &request.id {
@@ -191,6 +191,11 @@ where
     tasks.cancel_all();
     drop(tx);
     writer.await.map_err(std::io::Error::other)?
+}
+
+/// The tasks of the loop's one client: it is identified (the other end of the pipe), so they may be listed.
+fn stdio_tasks(tasks: &Arc<TaskStore>) -> TaskScope {
+    TaskScope::new(Arc::clone(tasks), "stdio").with_listing(true)
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -1,12 +1,22 @@
-//! The tasks extension of 2026-07-28 (`io.modelcontextprotocol/tasks`, SEP-2663): a `tools/call` may answer with
-//! a task handle (`resultType: "task"`) while the tool goes on running in the background; the client polls
-//! `tasks/get` (the status, then the inlined result or error), answers the tool's questions (`inputRequests`)
-//! with `tasks/update`, and stops it with `tasks/cancel`.
+//! Tasks: a `tools/call` answered with a task handle while the tool goes on running in the background. Two
+//! protocols, one store:
+//! - the tasks extension of 2026-07-28 (`io.modelcontextprotocol/tasks`, SEP-2663, [`TaskEra::Extension`]): the
+//!   server decides to answer with a task (`resultType: "task"`); the client polls `tasks/get` (the status, then
+//!   the inlined result or error), answers the tool's questions (`inputRequests`) with `tasks/update`, and stops
+//!   it with `tasks/cancel`;
+//! - the experimental tasks of 2025-11-25 (SEP-1686, [`TaskEra::Experimental`]), in sessions: the client asks for
+//!   a task (`task` in the `tools/call` params) and gets `{task}`; it polls `tasks/get` (status only), fetches the
+//!   result with `tasks/result` (which blocks until the task ends, and carries the tool's questions to the client
+//!   as ordinary requests tagged `io.modelcontextprotocol/related-task`), lists its tasks with `tasks/list` and
+//!   stops one with `tasks/cancel`; status changes go to the session's GET stream as
+//!   `notifications/tasks/status`. A tool result with `isError` makes the task `failed` there (in the extension
+//!   it is `completed`).
 //!
 //! A [`TaskStore`] holds the tasks of one transport (the HTTP router, a stdio loop) rather than of an
 //! [`McpServer`](super::McpServer), so tasks outlive the server values a resolver rebuilds. Every task records its
 //! owner — for HTTP the server code plus the caller's credential — and is found only under that owner: a lookup by
-//! anyone else sees "no such task", exactly like an id never issued. Task ids are 192 random bits, so they cannot
+//! anyone else sees "no such task", exactly like an id never issued — and so does a request of the other era. Task
+//! ids are 192 random bits, so they cannot
 //! be guessed or enumerated. Each task's work runs in its own tokio task under a supervisor: `tasks/cancel` and
 //! expiry abort it (the tool's future is dropped, and a catalog invocation's cancellation token fires), a panic
 //! becomes a `failed` task instead of taking anything down, and the record is removed once its TTL, counted from
@@ -33,27 +43,7 @@ use crate::protocol::{RpcError, codes};
 /// The extension's identifier, under `capabilities.extensions` of both sides.
 pub const TASKS_EXTENSION: &str = "io.modelcontextprotocol/tasks";
 
-/// Whether a tool may run as a task (declared in `tools/list` as `execution.taskSupport`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TaskSupport {
-    /// Always answered in the request.
-    Forbidden,
-    /// A task when the client declared the extension, else answered in the request.
-    Optional,
-    /// Only as a task: a client without the extension gets -32021.
-    Required,
-}
-
-impl TaskSupport {
-    /// The wire name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Forbidden => "forbidden",
-            Self::Optional => "optional",
-            Self::Required => "required",
-        }
-    }
-}
+pub use crate::protocol::TaskSupport;
 
 /// The state of a task.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,6 +78,15 @@ impl TaskStatus {
     }
 }
 
+/// Which protocol a task belongs to: they show tasks differently and reach the client differently.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TaskEra {
+    /// The 2026-07-28 extension `io.modelcontextprotocol/tasks` (SEP-2663).
+    Extension,
+    /// The experimental tasks of 2025-11-25 (SEP-1686).
+    Experimental,
+}
+
 /// How long a task is kept and how often clients are told to poll it.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct TaskLimits {
@@ -101,9 +100,11 @@ pub(crate) type TaskWork = Pin<Box<dyn Future<Output = Result<Value, RpcError>> 
 /// A task's status change, for `subscriptions/listen` streams that asked for its id.
 #[derive(Debug, Clone)]
 pub(crate) struct TaskEvent {
+    pub(crate) era: TaskEra,
     pub(crate) owner: Arc<str>,
     pub(crate) task_id: Arc<str>,
-    /// The `notifications/tasks` params: the task as `tasks/get` would have shown it at that moment.
+    /// The notification's params: the task as `tasks/get` would have shown it at that moment
+    /// (`notifications/tasks` of the extension, `notifications/tasks/status` of 2025-11-25).
     pub(crate) task: Value,
 }
 
@@ -156,12 +157,14 @@ impl TaskStore {
     pub(crate) fn start(
         self: &Arc<Self>,
         owner: Arc<str>,
+        era: TaskEra,
         limits: TaskLimits,
         work: impl FnOnce(TaskInputs) -> TaskWork,
     ) -> Result<Arc<TaskEntry>, RpcError> {
         let now = Utc::now();
         let entry = Arc::new(TaskEntry {
             id: new_task_id(),
+            era,
             owner,
             created_at: now,
             expires: Instant::now() + limits.ttl,
@@ -198,10 +201,49 @@ impl TaskStore {
         Ok(entry)
     }
 
-    /// The task `task_id` of `owner`; `None` when there is no such task, it expired, or another owner's.
-    pub(crate) fn get(&self, owner: &str, task_id: &str) -> Option<Arc<TaskEntry>> {
+    /// The task `task_id` of `owner` in `era`; `None` when there is no such task, it expired, or it is another
+    /// owner's or another era's.
+    pub(crate) fn get(&self, owner: &str, era: TaskEra, task_id: &str) -> Option<Arc<TaskEntry>> {
         let entry = self.lock().get(task_id).cloned()?;
-        (*entry.owner == *owner && Instant::now() < entry.expires).then_some(entry)
+        (*entry.owner == *owner && entry.era == era && Instant::now() < entry.expires).then_some(entry)
+    }
+
+    /// The live tasks of `owner` in `era`, oldest first (ties by id), for `tasks/list`.
+    pub(crate) fn list(&self, owner: &str, era: TaskEra) -> Vec<Arc<TaskEntry>> {
+        let now = Instant::now();
+        let mut tasks: Vec<_> = self
+            .lock()
+            .values()
+            .filter(|e| *e.owner == *owner && e.era == era && now < e.expires)
+            .cloned()
+            .collect();
+        tasks.sort_by(|a, b| a.order_key().cmp(&b.order_key()));
+        tasks
+    }
+
+    /// One page of [`list`](Self::list) after `cursor` (a `nextCursor` of an earlier page), and the cursor of
+    /// the next page when there is one; `Err` for a cursor this store did not make. Cursors name a position
+    /// (creation time and id), so tasks that expire between pages do not shift the next page.
+    #[allow(clippy::type_complexity)]
+    pub(crate) fn list_page(
+        &self,
+        owner: &str,
+        era: TaskEra,
+        cursor: Option<&str>,
+        page: usize,
+    ) -> Result<(Vec<Arc<TaskEntry>>, Option<String>), ()> {
+        let after = cursor.map(decode_cursor).transpose()?;
+        let tasks = self.list(owner, era);
+        let start = match &after {
+            Some((micros, id)) => tasks.partition_point(|t| t.order_key() <= (*micros, id.as_str())),
+            None => 0,
+        };
+        let rest = &tasks[start..];
+        let shown: Vec<_> = rest.iter().take(page).cloned().collect();
+        let next = (rest.len() > shown.len())
+            .then(|| shown.last().map(|last| encode_cursor(last.order_key())))
+            .flatten();
+        Ok((shown, next))
     }
 
     /// Forgets a task (its work must have ended or been cancelled).
@@ -213,7 +255,7 @@ impl TaskStore {
     pub fn cancel_all(&self) {
         let entries: Vec<_> = self.lock().drain().map(|(_, entry)| entry).collect();
         for entry in entries {
-            entry.cancel();
+            let _ = entry.cancel();
         }
     }
 
@@ -266,6 +308,18 @@ fn new_task_id() -> Arc<str> {
     URL_SAFE_NO_PAD.encode(bytes).into()
 }
 
+/// An opaque `tasks/list` cursor for a position (creation time, id).
+fn encode_cursor((micros, id): (i64, &str)) -> String {
+    URL_SAFE_NO_PAD.encode(format!("{micros}:{id}"))
+}
+
+fn decode_cursor(cursor: &str) -> Result<(i64, String), ()> {
+    let bytes = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| ())?;
+    let text = String::from_utf8(bytes).map_err(|_| ())?;
+    let (micros, id) = text.split_once(':').ok_or(())?;
+    Ok((micros.parse().map_err(|_| ())?, id.to_owned()))
+}
+
 fn millis(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
@@ -280,7 +334,19 @@ struct PendingInput {
     method: String,
     /// `{method, params}` as `inputRequests` shows it.
     request: Value,
-    answer: oneshot::Sender<Value>,
+    /// The client's result, or the error it answered with (2025-11-25 questions are JSON-RPC requests).
+    answer: oneshot::Sender<Result<Value, RpcError>>,
+    /// 2025-11-25: sent to the client on a `tasks/result` stream that is still waiting for the answer (another
+    /// `tasks/result` must not ask again).
+    sent: bool,
+}
+
+/// A question of a 2025-11-25 task to send to the client as a request.
+#[derive(Debug, Clone)]
+pub(crate) struct Question {
+    pub(crate) key: String,
+    pub(crate) method: String,
+    pub(crate) params: Value,
 }
 
 struct TaskState {
@@ -298,6 +364,7 @@ struct TaskState {
 /// One task: its identity, limits and state.
 pub(crate) struct TaskEntry {
     id: Arc<str>,
+    era: TaskEra,
     owner: Arc<str>,
     created_at: DateTime<Utc>,
     expires: Instant,
@@ -329,7 +396,13 @@ impl TaskEntry {
         self.status.subscribe()
     }
 
-    /// The `Task` fields every shape shares.
+    /// The order of `tasks/list`: creation time, then id.
+    pub(crate) fn order_key(&self) -> (i64, &str) {
+        (self.created_at.timestamp_micros(), &self.id)
+    }
+
+    /// The `Task` fields every shape shares (the extension names its durations `ttlMs` and `pollIntervalMs`,
+    /// 2025-11-25 `ttl` and `pollInterval`).
     fn envelope(&self, state: &TaskState) -> Map<String, Value> {
         let mut task = Map::new();
         task.insert("taskId".into(), json!(&*self.id));
@@ -339,17 +412,36 @@ impl TaskEntry {
         }
         task.insert("createdAt".into(), json!(timestamp(self.created_at)));
         task.insert("lastUpdatedAt".into(), json!(timestamp(state.updated_at)));
-        task.insert("ttlMs".into(), json!(self.ttl_ms));
-        task.insert("pollIntervalMs".into(), json!(self.poll_interval_ms));
+        let (ttl, poll) = match self.era {
+            TaskEra::Extension => ("ttlMs", "pollIntervalMs"),
+            TaskEra::Experimental => ("ttl", "pollInterval"),
+        };
+        task.insert(ttl.into(), json!(self.ttl_ms));
+        task.insert(poll.into(), json!(self.poll_interval_ms));
         task
     }
 
-    /// The `CreateTaskResult`: the task's seed state, flat, with `resultType: "task"`.
+    /// The `CreateTaskResult`: in the extension the task's seed state, flat, with `resultType: "task"`; in
+    /// 2025-11-25 `{task}`.
     pub(crate) fn create_result(&self) -> Value {
         let state = self.lock();
         let mut result = self.envelope(&state);
-        result.insert("resultType".into(), json!("task"));
-        Value::Object(result)
+        match self.era {
+            TaskEra::Extension => {
+                result.insert("resultType".into(), json!("task"));
+                Value::Object(result)
+            }
+            TaskEra::Experimental => json!({"task": result}),
+        }
+    }
+
+    /// The task as its era shows it in `tasks/get` and notifications: the extension's `DetailedTask`, or the
+    /// 2025-11-25 `Task` (status only; the result comes from `tasks/result`).
+    fn shown_locked(&self, state: &TaskState) -> Map<String, Value> {
+        match self.era {
+            TaskEra::Extension => self.detailed_locked(state),
+            TaskEra::Experimental => self.envelope(state),
+        }
     }
 
     /// The task as `tasks/get` shows it (a `DetailedTask`): pending `inputRequests`, the inlined `result`, or the
@@ -384,12 +476,33 @@ impl TaskEntry {
         task
     }
 
-    /// The `tasks/get` result.
+    /// The `tasks/get` result (and, in 2025-11-25, the `tasks/cancel` result and a `tasks/list` entry).
     pub(crate) fn get_result(&self) -> Value {
         let state = self.lock();
-        let mut result = self.detailed_locked(&state);
-        result.insert("resultType".into(), json!("complete"));
+        let mut result = self.shown_locked(&state);
+        if self.era == TaskEra::Extension {
+            result.insert("resultType".into(), json!("complete"));
+        }
         Value::Object(result)
+    }
+
+    /// 2025-11-25 `tasks/result` of an ended task: exactly what the `tools/call` would have answered (its
+    /// result, even one with `isError`, or its JSON-RPC error); `None` while it runs.
+    pub(crate) fn payload(&self) -> Option<Result<Value, RpcError>> {
+        let state = self.lock();
+        match (state.status, &state.result, &state.error) {
+            (TaskStatus::Completed | TaskStatus::Failed, Some(result), _) => Some(Ok(result.clone())),
+            (TaskStatus::Failed, None, error) => Some(Err(error
+                .clone()
+                .unwrap_or_else(|| RpcError::internal("the task failed")))),
+            (TaskStatus::Completed, None, _) => Some(Ok(json!({"content": []}))),
+            (TaskStatus::Cancelled, _, _) => Some(Err(RpcError::internal(format!(
+                "task {} was cancelled ({}); it has no result",
+                self.id,
+                state.status_message.as_deref().unwrap_or("cancelled")
+            )))),
+            (TaskStatus::Working | TaskStatus::InputRequired, _, _) => None,
+        }
     }
 
     /// How the task ended: its result or error; `None` while it runs.
@@ -416,9 +529,10 @@ impl TaskEntry {
         self.status.send_replace(state.status);
         if self.events.receiver_count() > 0 {
             let _ = self.events.send(TaskEvent {
+                era: self.era,
                 owner: Arc::clone(&self.owner),
                 task_id: Arc::clone(&self.id),
-                task: Value::Object(self.detailed_locked(&state)),
+                task: Value::Object(self.shown_locked(&state)),
             });
         }
     }
@@ -426,11 +540,21 @@ impl TaskEntry {
     /// The current task as a `notifications/tasks` params object.
     pub(crate) fn notification(&self) -> Value {
         let state = self.lock();
-        Value::Object(self.detailed_locked(&state))
+        Value::Object(self.shown_locked(&state))
     }
 
-    /// Records the end of the work; a task that already ended (cancelled first) keeps its status.
+    /// Records the end of the work; a task that already ended (cancelled first) keeps its status. In 2025-11-25 a
+    /// tool result with `isError` makes the task `failed` (the spec's rule for tool calls), keeping the result for
+    /// `tasks/result`.
     fn finish(&self, status: TaskStatus, result: Option<Value>, error: Option<RpcError>) {
+        let tool_error = (self.era == TaskEra::Experimental && status == TaskStatus::Completed)
+            .then(|| result.as_ref().and_then(tool_error_text))
+            .flatten();
+        let status = if tool_error.is_some() {
+            TaskStatus::Failed
+        } else {
+            status
+        };
         self.update(|state| {
             if state.status.is_terminal() {
                 return false;
@@ -438,6 +562,7 @@ impl TaskEntry {
             state.status = status;
             state.status_message = match (status, &error) {
                 (TaskStatus::Failed, Some(error)) => Some(error.message.clone()),
+                (TaskStatus::Failed, None) => tool_error,
                 (TaskStatus::Cancelled, _) => Some("cancelled".into()),
                 _ => None,
             };
@@ -450,10 +575,12 @@ impl TaskEntry {
     }
 
     /// `tasks/cancel`: the task is `cancelled` from now on and its work is stopped. A task that already ended is
-    /// left as it is.
-    pub(crate) fn cancel(&self) {
+    /// left as it is: then its status is the error.
+    pub(crate) fn cancel(&self) -> Result<(), TaskStatus> {
+        let mut ended = None;
         self.update(|state| {
             if state.status.is_terminal() {
+                ended = Some(state.status);
                 return false;
             }
             state.status = TaskStatus::Cancelled;
@@ -462,6 +589,10 @@ impl TaskEntry {
             true
         });
         self.cancel.cancel();
+        match ended {
+            Some(status) => Err(status),
+            None => Ok(()),
+        }
     }
 
     /// `tasks/update`: hands the answers to the questions they answer. Keys that name no open question (never
@@ -485,7 +616,7 @@ impl TaskEntry {
             for input in std::mem::take(&mut state.inputs) {
                 match responses.get(&input.key) {
                     // The work may have been cancelled meanwhile; then nobody needs the answer.
-                    Some(answer) => drop(input.answer.send(answer.clone())),
+                    Some(answer) => drop(input.answer.send(Ok(answer.clone()))),
                     None => open.push(input),
                 }
             }
@@ -504,8 +635,68 @@ impl TaskEntry {
         }
     }
 
+    /// 2025-11-25: the client's answer to question `key`, sent to it as a request: a result (checked like a
+    /// `tasks/update` answer) or the error it answered with. A malformed result reaches the tool as an error, so
+    /// the question is never left hanging. Unknown keys are ignored.
+    pub(crate) fn answer(&self, key: &str, answer: Result<Value, RpcError>) {
+        self.update(|state| {
+            let Some(index) = state.inputs.iter().position(|i| i.key == key) else {
+                return false;
+            };
+            let input = state.inputs.remove(index);
+            let answer = answer.and_then(|value| {
+                super::check_answer(&input.method, &value)
+                    .map(|()| value)
+                    .map_err(|reason| {
+                        RpcError::invalid_params(format!("not a valid {} result: {reason}", input.method))
+                    })
+            });
+            drop(input.answer.send(answer));
+            if state.inputs.is_empty() && state.status == TaskStatus::InputRequired {
+                state.status = TaskStatus::Working;
+            }
+            true
+        });
+    }
+
+    /// 2025-11-25: the open questions not yet sent to the client, marked as sent (a `tasks/result` stream
+    /// carries them). Each new question also bumps the status watch, so a waiting stream wakes up for it.
+    pub(crate) fn take_unsent(&self) -> Vec<Question> {
+        let mut state = self.lock();
+        state
+            .inputs
+            .iter_mut()
+            .filter(|i| !i.sent)
+            .map(|input| {
+                input.sent = true;
+                Question {
+                    key: input.key.clone(),
+                    method: input.method.clone(),
+                    params: input.request.get("params").cloned().unwrap_or_else(|| json!({})),
+                }
+            })
+            .collect()
+    }
+
+    /// 2025-11-25: question `key` went out on a stream that closed before the client answered; the next
+    /// `tasks/result` sends it again.
+    pub(crate) fn unsend(&self, key: &str) {
+        let state = &mut *self.lock();
+        if let Some(input) = state.inputs.iter_mut().find(|i| i.key == key) {
+            input.sent = false;
+            // Wakes a `tasks/result` already waiting, so it sends the question.
+            self.status.send_replace(state.status);
+        }
+    }
+
     /// Opens a question under a key unique over the task's life (`key`, else `key.2`, `key.3`, …).
-    fn ask(&self, key: &str, method: &str, params: Value) -> Result<(String, oneshot::Receiver<Value>), ()> {
+    #[allow(clippy::type_complexity)]
+    fn ask(
+        &self,
+        key: &str,
+        method: &str,
+        params: Value,
+    ) -> Result<(String, oneshot::Receiver<Result<Value, RpcError>>), ()> {
         let (tx, rx) = oneshot::channel();
         let mut issued = None;
         self.update(|state| {
@@ -524,6 +715,7 @@ impl TaskEntry {
                 method: method.to_owned(),
                 request: json!({"method": method, "params": params}),
                 answer: tx,
+                sent: false,
             });
             state.status = TaskStatus::InputRequired;
             state.status_message = None;
@@ -580,7 +772,14 @@ impl TaskInputs {
             }
         }
         let _withdraw = Withdraw(&self.entry, key);
-        answer.await.map_err(|_| closed())
+        match answer.await {
+            Ok(Ok(answer)) => Ok(answer),
+            Ok(Err(error)) => Err(ClientRequestError::Rejected {
+                method: method.into(),
+                error,
+            }),
+            Err(_) => Err(closed()),
+        }
     }
 }
 
@@ -589,6 +788,9 @@ impl TaskInputs {
 pub struct TaskScope {
     pub(crate) store: Arc<TaskStore>,
     pub(crate) owner: Arc<str>,
+    /// Whether the owner is one requestor (a credential, a stdio client), so its tasks may be listed
+    /// (2025-11-25 `tasks/list`); callers of an open server share an owner and must not see each other's tasks.
+    pub(crate) listing: bool,
 }
 
 impl TaskScope {
@@ -598,8 +800,44 @@ impl TaskScope {
         Self {
             store,
             owner: owner.into(),
+            listing: false,
         }
     }
+
+    /// Builder: the owner identifies a single requestor, so 2025-11-25 `tasks/list` is offered.
+    pub fn with_listing(mut self, listing: bool) -> Self {
+        self.listing = listing;
+        self
+    }
+}
+
+/// The text of a tool result with `isError: true` (its text blocks), for a failed task's `statusMessage`; `None`
+/// for any other result.
+fn tool_error_text(result: &Value) -> Option<String> {
+    if result.get("isError") != Some(&Value::Bool(true)) {
+        return None;
+    }
+    let text: Vec<&str> = result
+        .get("content")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|block| block.get("text").and_then(Value::as_str))
+        .collect();
+    let mut message = if text.is_empty() {
+        "the tool reported an error".to_owned()
+    } else {
+        text.join("\n")
+    };
+    if message.len() > 1000 {
+        let mut end = 1000;
+        while !message.is_char_boundary(end) {
+            end -= 1;
+        }
+        message.truncate(end);
+        message.push('…');
+    }
+    Some(message)
 }
 
 /// -32021 naming the tasks extension as the missing capability.
@@ -627,7 +865,9 @@ mod tests {
     async fn a_panicking_tool_fails_its_task_and_nothing_else() {
         let store = Arc::new(TaskStore::new(10));
         let entry = store
-            .start("owner".into(), LIMITS, |_| Box::pin(async { panic!("the tool broke") }))
+            .start("owner".into(), TaskEra::Extension, LIMITS, |_| {
+                Box::pin(async { panic!("the tool broke") })
+            })
             .unwrap();
         assert_eq!(settled(&entry).await, TaskStatus::Failed);
         let shown = entry.get_result();
@@ -639,14 +879,17 @@ mod tests {
     async fn tasks_are_found_only_by_their_owner_and_ids_do_not_repeat() {
         let store = Arc::new(TaskStore::new(10));
         let entry = store
-            .start("alice".into(), LIMITS, |_| {
+            .start("alice".into(), TaskEra::Extension, LIMITS, |_| {
                 Box::pin(async { Ok(json!({"content": []})) })
             })
             .unwrap();
-        assert!(store.get("alice", entry.id()).is_some());
-        assert!(store.get("bob", entry.id()).is_none());
+        assert!(store.get("alice", TaskEra::Extension, entry.id()).is_some());
+        assert!(store.get("bob", TaskEra::Extension, entry.id()).is_none());
+        assert!(store.get("alice", TaskEra::Experimental, entry.id()).is_none());
         let other = store
-            .start("alice".into(), LIMITS, |_| Box::pin(async { Ok(json!({})) }))
+            .start("alice".into(), TaskEra::Extension, LIMITS, |_| {
+                Box::pin(async { Ok(json!({})) })
+            })
             .unwrap();
         assert_ne!(entry.id(), other.id());
         assert!(entry.id().len() >= 32, "{}", entry.id());
@@ -656,10 +899,13 @@ mod tests {
     async fn the_store_refuses_tasks_beyond_its_limit() {
         let store = Arc::new(TaskStore::new(1));
         let forever = |_| -> TaskWork { Box::pin(std::future::pending()) };
-        let first = store.start("o".into(), LIMITS, forever).unwrap();
-        let error = store.start("o".into(), LIMITS, forever).err().unwrap();
+        let first = store.start("o".into(), TaskEra::Extension, LIMITS, forever).unwrap();
+        let error = store
+            .start("o".into(), TaskEra::Extension, LIMITS, forever)
+            .err()
+            .unwrap();
         assert_eq!(error.code, codes::INTERNAL_ERROR);
-        first.cancel();
+        first.cancel().unwrap();
         assert_eq!(settled(&first).await, TaskStatus::Cancelled);
     }
 
@@ -667,7 +913,7 @@ mod tests {
     async fn repeated_question_keys_stay_unique_and_answers_resume_the_work() {
         let store = Arc::new(TaskStore::new(10));
         let entry = store
-            .start("o".into(), LIMITS, |inputs| {
+            .start("o".into(), TaskEra::Extension, LIMITS, |inputs| {
                 Box::pin(async move {
                     let first = inputs.ask("q", "elicitation/create", json!({})).await.unwrap();
                     let second = inputs.ask("q", "elicitation/create", json!({})).await.unwrap();

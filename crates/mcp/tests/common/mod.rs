@@ -119,3 +119,41 @@ pub async fn wait_for_file(path: &Path) -> bool {
     }
     false
 }
+
+/// Reads the JSON-RPC messages of an SSE response one at a time, as they arrive.
+pub struct SseReader {
+    response: toolplane_net::Response,
+    buf: String,
+}
+
+impl SseReader {
+    pub fn new(response: toolplane_net::Response) -> Self {
+        Self {
+            response,
+            buf: String::new(),
+        }
+    }
+
+    /// The next message (at most 30 s away, so a broken server fails the test instead of hanging it).
+    pub async fn next(&mut self) -> serde_json::Value {
+        self.try_next().await.expect("the stream ended")
+    }
+
+    /// The next message, or `None` when the stream ended.
+    pub async fn try_next(&mut self) -> Option<serde_json::Value> {
+        loop {
+            if let Some(end) = self.buf.find("\n\n") {
+                let frame: String = self.buf.drain(..end + 2).collect();
+                if let Some(data) = frame.lines().find_map(|l| l.strip_prefix("data: ")) {
+                    return Some(serde_json::from_str(data).unwrap());
+                }
+                continue;
+            }
+            let chunk = tokio::time::timeout(Duration::from_secs(30), self.response.chunk())
+                .await
+                .expect("no SSE frame within 30 s")
+                .unwrap()?;
+            self.buf.push_str(std::str::from_utf8(&chunk).unwrap());
+        }
+    }
+}
