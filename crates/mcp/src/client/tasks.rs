@@ -9,8 +9,8 @@
 //!   [`ClientHandler`](super::ClientHandler) and `tasks/update`. A task handle the server returns unasked is
 //!   followed the same way.
 //! - 2025-11-25 sessions whose server announced `tasks.requests.tools.call` (the client declares `tasks` at
-//!   `initialize`): the call carries `task: {ttl}`, and the client polls `tasks/get` until the task ends or waits
-//!   for input, then fetches the result with `tasks/result`. On `input_required` that request stays open and
+//!   `initialize`): the call carries `task: {ttl}`, and the client fetches the result with `tasks/result`, which
+//!   waits for the task to end (no poll interval on quick calls). On `input_required` that request stays open and
 //!   carries the task's questions (ordinary `elicitation/create` or `sampling/createMessage` requests), which the
 //!   transport answers with the handler as it answers any server request.
 //!
@@ -380,8 +380,8 @@ impl McpClient {
             .await
     }
 
-    /// 2025-11-25: the call as a task — created with `task`, polled with `tasks/get`, its result (and on the way
-    /// its questions) fetched with `tasks/result`.
+    /// 2025-11-25: the call as a task — created with `task`, its result (and on the way its questions) fetched
+    /// with `tasks/result`, which waits for the task to end; `tasks/get` polls only tasks in other states.
     pub(crate) async fn call_tool_experimental(
         &self,
         tool: &str,
@@ -415,8 +415,9 @@ impl McpClient {
         loop {
             match status(&task) {
                 // The result — or, waiting for input, the task's questions first, answered by the handler on the
-                // way: `tasks/result` returns once the task has ended.
-                "completed" | "failed" | "input_required" => {
+                // way: `tasks/result` returns once the task has ended. A working task is not polled first: that
+                // would add a poll interval to every quick call, and `tasks/result` already waits for the end.
+                "working" | "completed" | "failed" | "input_required" => {
                     let step = self.step(options, budget, None);
                     let fetched = self
                         .task_request(protocol, "tasks/result", json!({"taskId": task_id}), step)
