@@ -9,10 +9,11 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::Poll;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use serde_json::value::RawValue;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
@@ -39,7 +40,7 @@ pub struct PluginIdentity {
 /// One item of a session, as the multiplexer delivers it.
 #[derive(Debug)]
 enum SessionItem {
-    Chunk(Value),
+    Chunk(Box<RawValue>),
     Plugin(PluginError),
     Failed(String),
     Closed(String),
@@ -432,16 +433,32 @@ impl Session {
 
     /// The next chunk; `None` after the end. An error is the last item.
     pub async fn next(&mut self) -> Option<Result<Value, SessionError>> {
+        let item = self.next_raw().await;
+        self.decode(item)
+    }
+
+    /// [`Session::next`] with the chunk as the plugin wrote it (validated JSON text, on one line), for a caller
+    /// that passes it on without needing its [`Value`].
+    pub async fn next_raw(&mut self) -> Option<Result<Box<RawValue>, SessionError>> {
+        std::future::poll_fn(|cx| self.poll_next_raw(cx)).await
+    }
+
+    /// [`Session::next_raw`] as a poll, for a caller that implements a stream over the session.
+    pub fn poll_next_raw(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Box<RawValue>, SessionError>>> {
         if self.done {
-            return None;
+            return Poll::Ready(None);
         }
-        let item = self.rx.recv().await;
-        self.take(item)
+        self.rx.poll_recv(cx).map(|item| self.take(item))
     }
 
     /// What [`Session::next`] would return, if the plugin has already sent it: `Poll::Pending` when nothing has
     /// arrived yet. Lets a caller pass on every chunk that is ready in one write.
     pub fn try_next(&mut self) -> Poll<Option<Result<Value, SessionError>>> {
+        self.try_next_raw().map(|item| self.decode(item))
+    }
+
+    /// [`Session::try_next`] with the chunk as the plugin wrote it, as [`Session::next_raw`].
+    pub fn try_next_raw(&mut self) -> Poll<Option<Result<Box<RawValue>, SessionError>>> {
         if self.done {
             return Poll::Ready(None);
         }
@@ -452,7 +469,21 @@ impl Session {
         }
     }
 
-    fn take(&mut self, item: Option<SessionItem>) -> Option<Result<Value, SessionError>> {
+    /// An item with its chunk decoded. The text was validated when its line was read, but decoding can still fail
+    /// (nesting deeper than serde_json's decoding limit, which validation does not have): that ends the session
+    /// with an error, as any other error item does.
+    fn decode(&mut self, item: Option<Result<Box<RawValue>, SessionError>>) -> Option<Result<Value, SessionError>> {
+        let decoded = item?.and_then(|raw| {
+            serde_json::from_str(raw.get())
+                .map_err(|e| SessionError::Runtime(format!("the plugin sent a chunk that cannot be decoded: {e}")))
+        });
+        if decoded.is_err() {
+            self.done = true;
+        }
+        Some(decoded)
+    }
+
+    fn take(&mut self, item: Option<SessionItem>) -> Option<Result<Box<RawValue>, SessionError>> {
         match item {
             Some(SessionItem::Chunk(v)) => Some(Ok(v)),
             Some(SessionItem::Plugin(e)) => {
