@@ -494,9 +494,9 @@ impl BenchMode {
 }
 
 /// Benchmark (run with `--ignored --nocapture`): tool calls through the HTTP dispatch route against the same calls
-/// made on the runtime directly (the stdio driver without HTTP), at 1 and 10 concurrent callers; 1,000 calls per
-/// mode and caller count. The modes take turns in rounds of 250 calls, so that a change in the machine's load
-/// during the run (it is shared) weighs on all of them alike; calls/s is calls over the time spent in the mode's
+/// made on the runtime directly (the stdio driver without HTTP), at 1 and 10 concurrent callers; 4,000 calls per
+/// mode and caller count. The modes take turns in 16 rounds of 250 calls, so that changes in the machine's load
+/// during the run (it is shared) weigh on all of them alike; calls/s is calls over the time spent in the mode's
 /// rounds.
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "benchmark; run explicitly"]
@@ -521,8 +521,8 @@ async fn bench_dispatch_against_direct_runtime() {
             ..Default::default()
         }
     };
-    const CALLS: usize = 1000;
-    const ROUNDS: usize = 4;
+    const CALLS: usize = 4000;
+    const ROUNDS: usize = 16;
     const FRAMES: usize = 4;
     let modes = [BenchMode::Direct, BenchMode::Http, BenchMode::HttpReqwest];
     for callers in [1usize, 10] {
