@@ -296,6 +296,7 @@ pub fn stream_session(
     session: Session,
     timeout: Duration,
 ) -> impl futures::Stream<Item = Result<Bytes, std::convert::Infallible>> + Send + 'static {
+    session.keep_chunk_text();
     SessionFrames {
         session: Some(session),
         // One timer for the whole session (not one per wait for a chunk).
@@ -320,7 +321,7 @@ impl futures::Stream for SessionFrames {
             return Poll::Ready(None);
         };
         // The session first: what has arrived by the deadline still goes out.
-        let first = match session.poll_next_raw(cx) {
+        let first = match session.poll_next_text(cx) {
             Poll::Ready(Some(item)) => item,
             Poll::Ready(None) => {
                 this.session = None;
@@ -349,7 +350,7 @@ impl futures::Stream for SessionFrames {
                     return Poll::Ready(Some(Ok(Bytes::from(frames))));
                 }
             }
-            match session.try_next_raw() {
+            match session.try_next_text() {
                 Poll::Ready(Some(ready)) => item = Some(ready),
                 // The end arrived too: the next poll of the session returns `None` at once.
                 Poll::Ready(None) | Poll::Pending => {}

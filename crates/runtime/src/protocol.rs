@@ -1,7 +1,5 @@
 //! The stdio wire protocol of Dify plugins: request envelopes written to stdin, events read from stdout.
 
-use std::borrow::Cow;
-
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Serialize, Serializer};
 use serde_json::value::RawValue;
@@ -161,11 +159,10 @@ pub enum PluginEvent {
 }
 
 /// A message of one session.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum SessionMessage {
-    /// One response chunk, as the plugin wrote it (validated JSON): passed on without being decoded and encoded
-    /// again, or decoded by whoever wants a [`Value`].
-    Stream(Box<RawValue>),
+    /// One response chunk.
+    Stream(Chunk),
     /// A backwards call.
     Invoke {
         /// `storage`, `tool`, `llm`, …
@@ -181,107 +178,136 @@ pub enum SessionMessage {
     End,
 }
 
-/// Chunks compare by their text (raw JSON has no other equality).
-impl PartialEq for SessionMessage {
-    fn eq(&self, other: &Self) -> bool {
-        match (self, other) {
-            (Self::Stream(a), Self::Stream(b)) => a.get() == b.get(),
-            (
-                Self::Invoke {
-                    kind,
-                    backwards_request_id,
-                    request,
-                },
-                Self::Invoke {
-                    kind: other_kind,
-                    backwards_request_id: other_id,
-                    request: other_request,
-                },
-            ) => kind == other_kind && backwards_request_id == other_id && request == other_request,
-            (Self::Error(a), Self::Error(b)) => a == b,
-            (Self::End, Self::End) => true,
-            _ => false,
+/// One response chunk: decoded, or the JSON text the plugin wrote (validated), for a consumer that passes chunks on
+/// without looking into them (the dispatch routes' SSE) and so need not decode and encode them again.
+#[derive(Debug, Clone)]
+pub enum Chunk {
+    /// The chunk's value.
+    Decoded(Value),
+    /// The chunk's JSON text as the plugin wrote it: one line, validated.
+    Text(Box<RawValue>),
+}
+
+impl Chunk {
+    /// The chunk's value. Decoding text can fail only on nesting deeper than serde_json decodes (validation has
+    /// no such limit).
+    pub fn into_value(self) -> Result<Value, serde_json::Error> {
+        match self {
+            Self::Decoded(value) => Ok(value),
+            Self::Text(text) => serde_json::from_str(text.get()),
+        }
+    }
+
+    /// The chunk's JSON text on one line: the plugin's own, or the value encoded.
+    pub fn into_text(self) -> Box<RawValue> {
+        match self {
+            Self::Text(text) => text,
+            // Encoding a `Value` cannot fail (no I/O, string keys only).
+            Self::Decoded(value) => {
+                serde_json::value::to_raw_value(&value).unwrap_or_else(|_| RawValue::NULL.to_owned())
+            }
         }
     }
 }
 
-/// The fields of a stdout line that decide what it is; the rest (e.g. a chunk) stays undecoded.
-#[derive(Deserialize)]
-struct Line<'a> {
-    #[serde(default, borrow)]
-    event: Option<&'a RawValue>,
-    #[serde(default, borrow)]
-    session_id: Option<&'a RawValue>,
-    #[serde(default, borrow)]
-    data: Option<&'a RawValue>,
-}
-
-/// A session line's `data`: `{type, data}`.
-#[derive(Deserialize)]
-struct SessionData<'a> {
-    #[serde(default, borrow, rename = "type")]
-    kind: Option<&'a RawValue>,
-    #[serde(default, borrow)]
-    data: Option<&'a RawValue>,
-}
-
-/// The text of a JSON string; `None` for any other JSON value.
-fn json_str(raw: Option<&RawValue>) -> Option<Cow<'_, str>> {
-    let raw = raw?;
-    // Borrowing works unless the string has escapes.
-    match serde_json::from_str::<&str>(raw.get()) {
-        Ok(text) => Some(Cow::Borrowed(text)),
-        Err(_) => serde_json::from_str::<String>(raw.get()).ok().map(Cow::Owned),
+/// Chunks are equal when their values are.
+impl PartialEq for Chunk {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Self::Decoded(a), Self::Decoded(b)) => a == b,
+            (Self::Text(a), Self::Text(b)) if a.get() == b.get() => true,
+            _ => match (self.clone().into_value(), other.clone().into_value()) {
+                (Ok(a), Ok(b)) => a == b,
+                _ => false,
+            },
+        }
     }
 }
 
-/// Whether a JSON text is an object (the first byte of a validated value decides).
-fn is_object(raw: &RawValue) -> bool {
-    raw.get().trim_start().starts_with('{')
+/// The `session_id` of a line that names it near its start (the SDK writes `{"event":…,"session_id":…,"data":…}`,
+/// so the id comes before the bulk), found without decoding the line; `None` when it is not there or escaped.
+pub fn leading_session_id(line: &[u8]) -> Option<&str> {
+    const KEY: &[u8] = b"\"session_id\"";
+    let head = &line[..line.len().min(256)];
+    let start = head.windows(KEY.len()).position(|w| w == KEY)? + KEY.len();
+    let rest = line[start..]
+        .trim_ascii_start()
+        .strip_prefix(b":")?
+        .trim_ascii_start()
+        .strip_prefix(b"\"")?;
+    let end = rest.iter().position(|&b| b == b'"' || b == b'\\')?;
+    if rest[end] != b'"' {
+        return None;
+    }
+    std::str::from_utf8(&rest[..end]).ok()
 }
 
-/// A JSON value decoded, `null` when absent.
-fn decode(raw: Option<&RawValue>) -> Value {
-    raw.and_then(|r| serde_json::from_str(r.get()).ok())
-        .unwrap_or(Value::Null)
+/// A session line carrying a chunk or an end, as the SDK writes it.
+#[derive(Deserialize)]
+struct SessionLine<'a> {
+    #[serde(borrow)]
+    event: &'a str,
+    #[serde(borrow)]
+    session_id: &'a str,
+    #[serde(borrow)]
+    data: SessionLineData<'a>,
+}
+
+#[derive(Deserialize)]
+struct SessionLineData<'a> {
+    #[serde(borrow, rename = "type")]
+    kind: &'a str,
+    #[serde(default, borrow)]
+    data: Option<&'a RawValue>,
+}
+
+/// [`parse_line`] for a session's `stream` or `end` line, keeping a chunk as [`Chunk::Text`] (one validating pass
+/// over the line, no decoding). `None` for every other line, and for lines of unusual shape (escaped names,
+/// repeated fields): [`parse_line`] reads those.
+pub fn parse_stream_line(line: &[u8]) -> Option<PluginEvent> {
+    let parsed: SessionLine<'_> = serde_json::from_slice(line).ok()?;
+    if parsed.event != "session" {
+        return None;
+    }
+    let message = match parsed.data.kind {
+        "stream" => SessionMessage::Stream(Chunk::Text(parsed.data.data.unwrap_or(RawValue::NULL).to_owned())),
+        "end" => SessionMessage::End,
+        _ => return None,
+    };
+    Some(PluginEvent::Session {
+        session_id: parsed.session_id.to_owned(),
+        message,
+    })
 }
 
 /// Parses one stdout line (without its newline).
-///
-/// Only the envelope is decoded: a stream chunk, every session's bulk, stays the plugin's own JSON text (validated
-/// by the parse), so that a consumer passing it on (the dispatch routes' SSE) does not decode and encode it again.
 pub fn parse_line(line: &[u8]) -> PluginEvent {
-    if !line.trim_ascii_start().starts_with(b"{") {
-        return PluginEvent::Other;
-    }
-    let Ok(parsed) = serde_json::from_slice::<Line<'_>>(line) else {
+    let Ok(Value::Object(mut object)) = serde_json::from_slice::<Value>(line) else {
         return PluginEvent::Other;
     };
-    match json_str(parsed.event).as_deref() {
+    let data = object.remove("data").unwrap_or(Value::Null);
+    match object.get("event").and_then(Value::as_str) {
         Some("heartbeat") => PluginEvent::Heartbeat,
-        Some("log") => {
-            let data = decode(parsed.data);
-            PluginEvent::Log {
-                level: data.get("level").and_then(Value::as_str).unwrap_or("INFO").to_owned(),
-                message: data
-                    .get("message")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .to_owned(),
-            }
-        }
+        Some("log") => PluginEvent::Log {
+            level: data.get("level").and_then(Value::as_str).unwrap_or("INFO").to_owned(),
+            message: data
+                .get("message")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned(),
+        },
         Some("error") => {
-            let text = match decode(parsed.data) {
-                Value::String(s) => s,
+            let text = match &data {
+                Value::String(s) => s.clone(),
                 other => other
                     .get("error")
                     .and_then(Value::as_str)
                     .map(str::to_owned)
                     .unwrap_or_else(|| other.to_string()),
             };
-            match json_str(parsed.session_id) {
+            match object.get("session_id").and_then(Value::as_str) {
                 Some(id) => PluginEvent::Session {
-                    session_id: id.into_owned(),
+                    session_id: id.to_owned(),
                     message: SessionMessage::Error(PluginError {
                         error_type: "PluginError".into(),
                         message: text,
@@ -292,38 +318,30 @@ pub fn parse_line(line: &[u8]) -> PluginEvent {
             }
         }
         Some("session") => {
-            let Some(session_id) = json_str(parsed.session_id) else {
+            let Some(session_id) = object.get("session_id").and_then(Value::as_str) else {
                 return PluginEvent::Other;
             };
-            let Some(data) = parsed.data.filter(|d| is_object(d)) else {
+            let Value::Object(mut message) = data else {
                 return PluginEvent::Other;
             };
-            let Ok(message) = serde_json::from_str::<SessionData<'_>>(data.get()) else {
-                return PluginEvent::Other;
-            };
-            let message = match json_str(message.kind).as_deref() {
-                Some("stream") => SessionMessage::Stream(message.data.unwrap_or(RawValue::NULL).to_owned()),
+            let inner = message.remove("data").unwrap_or(Value::Null);
+            let message = match message.get("type").and_then(Value::as_str) {
+                Some("stream") => SessionMessage::Stream(Chunk::Decoded(inner)),
                 Some("end") => SessionMessage::End,
-                Some("error") => {
-                    let inner = decode(message.data);
-                    SessionMessage::Error(serde_json::from_value(inner.clone()).unwrap_or(PluginError {
-                        error_type: "PluginError".into(),
-                        message: inner.to_string(),
-                        args: Value::Null,
-                    }))
-                }
-                Some("invoke") => {
-                    let inner = decode(message.data);
-                    SessionMessage::Invoke {
-                        kind: inner.get("type").and_then(Value::as_str).unwrap_or_default().to_owned(),
-                        backwards_request_id: inner
-                            .get("backwards_request_id")
-                            .and_then(Value::as_str)
-                            .unwrap_or_default()
-                            .to_owned(),
-                        request: inner.get("request").cloned().unwrap_or(Value::Null),
-                    }
-                }
+                Some("error") => SessionMessage::Error(serde_json::from_value(inner.clone()).unwrap_or(PluginError {
+                    error_type: "PluginError".into(),
+                    message: inner.to_string(),
+                    args: Value::Null,
+                })),
+                Some("invoke") => SessionMessage::Invoke {
+                    kind: inner.get("type").and_then(Value::as_str).unwrap_or_default().to_owned(),
+                    backwards_request_id: inner
+                        .get("backwards_request_id")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_owned(),
+                    request: inner.get("request").cloned().unwrap_or(Value::Null),
+                },
                 other => SessionMessage::Error(PluginError {
                     error_type: "PluginDaemonInternalServerError".into(),
                     message: format!("unknown session message type {other:?}"),
@@ -331,7 +349,7 @@ pub fn parse_line(line: &[u8]) -> PluginEvent {
                 }),
             };
             PluginEvent::Session {
-                session_id: session_id.into_owned(),
+                session_id: session_id.to_owned(),
                 message,
             }
         }
@@ -391,46 +409,6 @@ mod tests {
     }
 
     #[test]
-    fn stream_chunks_keep_the_plugins_text() {
-        let line = br#"{"event": "session", "session_id": "s1", "data": {"type": "stream", "data": {"type": "text", "message": {"text": "a\nb"}}}}"#;
-        let PluginEvent::Session {
-            session_id,
-            message: SessionMessage::Stream(chunk),
-        } = parse_line(line)
-        else {
-            panic!("not a stream chunk")
-        };
-        assert_eq!(session_id, "s1");
-        assert_eq!(chunk.get(), r#"{"type": "text", "message": {"text": "a\nb"}}"#);
-        // A chunk without data is null; an escaped session id is read whole.
-        let PluginEvent::Session {
-            session_id,
-            message: SessionMessage::Stream(chunk),
-        } = parse_line(br#"{"event":"session","session_id":"s\u0032","data":{"type":"stream"}}"#)
-        else {
-            panic!("not a stream chunk")
-        };
-        assert_eq!((session_id.as_str(), chunk.get()), ("s2", "null"));
-        // Not an envelope, or not valid JSON throughout: nothing.
-        assert_eq!(parse_line(br#"["session","s",{}]"#), PluginEvent::Other);
-        assert_eq!(
-            parse_line(br#"{"event":"session","session_id":"s","data":{"type":"stream","data":{"a":}}}"#),
-            PluginEvent::Other
-        );
-        assert_eq!(
-            parse_line(br#"{"event":"session","session_id":"s","data":null}"#),
-            PluginEvent::Other
-        );
-        assert_eq!(
-            parse_line(br#"{"event":"session","session_id":"s","data":{"type":"end","data":null}}"#),
-            PluginEvent::Session {
-                session_id: "s".into(),
-                message: SessionMessage::End
-            }
-        );
-    }
-
-    #[test]
     fn request_data_fields_come_first_and_the_payload_overrides_them() {
         let mut payload = Map::new();
         payload.insert("tool".into(), "t".into());
@@ -450,6 +428,66 @@ mod tests {
         assert_eq!(keys, ["user_id", "type", "action", "tool"]);
         assert_eq!(v["data"]["type"], "from-payload");
         assert_eq!(v["session_id"], "s1");
+    }
+
+    #[test]
+    fn stream_lines_keep_the_chunk_text() {
+        // As dify_plugin writes them (pydantic, compact) and with json.dumps spacing.
+        for line in [
+            &br#"{"event":"session","session_id":"s1","data":{"type":"stream","data":{"type":"text","message":{"text":"a\nb"}}}}"#[..],
+            br#"{"event": "session", "session_id": "s1", "data": {"type": "stream", "data": {"type": "text", "message": {"text": "a\nb"}}}}"#,
+        ] {
+            assert_eq!(leading_session_id(line), Some("s1"));
+            let Some(PluginEvent::Session {
+                session_id,
+                message: SessionMessage::Stream(Chunk::Text(text)),
+            }) = parse_stream_line(line)
+            else {
+                panic!("not a stream chunk")
+            };
+            assert_eq!(session_id, "s1");
+            // The chunk's text is the plugin's own, and means what the decoded line holds.
+            let PluginEvent::Session {
+                message: SessionMessage::Stream(decoded),
+                ..
+            } = parse_line(line)
+            else {
+                panic!("not a stream chunk")
+            };
+            assert!(line.windows(text.get().len()).any(|w| w == text.get().as_bytes()));
+            assert_eq!(Chunk::Text(text), decoded);
+        }
+        assert_eq!(
+            parse_stream_line(br#"{"event":"session","session_id":"s","data":{"type":"end","data":null}}"#),
+            Some(PluginEvent::Session {
+                session_id: "s".into(),
+                message: SessionMessage::End
+            })
+        );
+        let Some(PluginEvent::Session {
+            message: SessionMessage::Stream(Chunk::Text(text)),
+            ..
+        }) = parse_stream_line(br#"{"event":"session","session_id":"s","data":{"type":"stream"}}"#)
+        else {
+            panic!("not a stream chunk")
+        };
+        assert_eq!(text.get(), "null");
+        // Everything else is left to parse_line.
+        for line in [
+            &br#"{"event":"session","session_id":"s","data":{"type":"error","data":{"message":"boom"}}}"#[..],
+            br#"{"event":"session","session_id":"s","data":{"type":"invoke","data":{}}}"#,
+            br#"{"event":"heartbeat","session_id":null,"data":{}}"#,
+            br#"{"event":"session","session_id":"s\u0031","data":{"type":"stream","data":1}}"#,
+            br#"{"event":"session","session_id":"s","data":{"type":"stream","data":{"a":}}}"#,
+            b"not json",
+        ] {
+            assert_eq!(parse_stream_line(line), None, "{}", String::from_utf8_lossy(line));
+        }
+        assert_eq!(
+            leading_session_id(br#"{"event":"session","session_id":"s\u0031"}"#),
+            None
+        );
+        assert_eq!(leading_session_id(br#"{"event":"heartbeat","session_id":null}"#), None);
     }
 
     #[test]
