@@ -741,6 +741,16 @@ impl PluginDb {
         if let Some(uid) = self.installed.get(tenant_id, plugin_id) {
             return Ok(Some(uid));
         }
+        // Boxed: inline, the query's future would make this one, and the dispatch handler's future that every
+        // request moves through the HTTP layers, kilobytes larger even when memory answers.
+        Box::pin(self.installed_unique_identifier_from_db(tenant_id, plugin_id)).await
+    }
+
+    async fn installed_unique_identifier_from_db(
+        &self,
+        tenant_id: &str,
+        plugin_id: &str,
+    ) -> Result<Option<String>, DaemonError> {
         let generation = self.installed.generation.load(Ordering::Acquire);
         let row = sqlx::query(
             "SELECT plugin_unique_identifier FROM plugin_installations WHERE tenant_id = $1 AND plugin_id = $2",

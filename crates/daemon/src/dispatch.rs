@@ -5,15 +5,17 @@
 //! session is dropped, which cancels it in the runtime (a plugin that keeps working on it while it has nothing
 //! else to do is killed and restarted).
 
-use std::task::Poll;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, State};
+use axum::extract::{FromRequest, Path, Request, State};
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 use toolplane_plugin::PluginUniqueIdentifier;
 use toolplane_runtime::{InvokeRequest, PluginRuntime, Session, SessionError};
@@ -138,28 +140,52 @@ fn single_error(code: i64, error_type: &str, message: &str) -> Response {
     event_stream(Body::from(sse_error(code, error_type, message)))
 }
 
+/// The text of a request header, when present and not empty.
+fn header_text(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty())
+        .map(str::to_owned)
+}
+
+/// The header `name` and the body of a dispatch request. Taking the request whole (instead of the `HeaderMap` and
+/// `Bytes` extractors) reads the one header without copying the header map; the body is read as the `Bytes`
+/// extractor does (`DefaultBodyLimit` applies), and its rejection is the answer when reading fails.
+#[allow(clippy::result_large_err)] // the error is the finished HTTP answer
+async fn header_and_body(
+    state: &DaemonState,
+    request: Request,
+    name: &str,
+) -> Result<(Option<String>, Bytes), Response> {
+    let header = header_text(request.headers(), name);
+    let body = Bytes::from_request(request, state)
+        .await
+        .map_err(IntoResponse::into_response)?;
+    Ok((header, body))
+}
+
 /// `POST /plugin/{tenant_id}/dispatch/{*action}`.
 pub(crate) async fn dispatch(
     State(state): State<DaemonState>,
     Path((tenant_id, action)): Path<(String, String)>,
-    headers: HeaderMap,
-    body: Bytes,
+    request: Request,
 ) -> Response {
+    let (plugin_id, body) = match header_and_body(&state, request, "X-Plugin-ID").await {
+        Ok(parts) => parts,
+        Err(response) => return response,
+    };
     if let Some(response) = without_runtime(&state, &action) {
         return response;
     }
-    let Some(plugin_id) = headers
-        .get("X-Plugin-ID")
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty())
-    else {
+    let Some(plugin_id) = plugin_id else {
         return single_error(-400, "PluginDaemonBadRequestError", "X-Plugin-ID header is required");
     };
     let request = match invoke_request(&action, Some(tenant_id), &body) {
         Ok(r) => r,
         Err(response) => return response,
     };
-    let session = match state.plugin_session(plugin_id, &request).await {
+    let session = match state.plugin_session(&plugin_id, &request).await {
         Ok(s) => s,
         Err(e) => return single_error(e.code(), e.error_type(), &e.to_string()),
     };
@@ -171,17 +197,16 @@ pub(crate) async fn dispatch(
 pub(crate) async fn dispatch_v2(
     State(state): State<DaemonState>,
     Path(action): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
+    request: Request,
 ) -> Response {
+    let (uid, body) = match header_and_body(&state, request, "X-Plugin-Unique-Identifier").await {
+        Ok(parts) => parts,
+        Err(response) => return response,
+    };
     if let Some(response) = without_runtime(&state, &action) {
         return response;
     }
-    let Some(uid) = headers
-        .get("X-Plugin-Unique-Identifier")
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty())
-    else {
+    let Some(uid) = uid else {
         return single_error(
             -400,
             "PluginDaemonBadRequestError",
@@ -192,7 +217,7 @@ pub(crate) async fn dispatch_v2(
         Ok(r) => r,
         Err(response) => return response,
     };
-    let session = match state.stored_plugin_session(uid, &request).await {
+    let session = match state.stored_plugin_session(&uid, &request).await {
         Ok(s) => s,
         Err(e) => return single_error(e.code(), e.error_type(), &e.to_string()),
     };
@@ -265,24 +290,54 @@ fn session_response(state: &DaemonState, session: Session) -> Response {
 /// gone) drops the session, which cancels it.
 ///
 /// Every frame that has already arrived when one is written goes out with it, so a plugin that answers with
-/// several chunks at once costs one write, not one per chunk.
+/// several chunks at once costs one write, not one per chunk. Chunks go out as the plugin wrote them, not decoded
+/// and encoded again.
 pub fn stream_session(
     session: Session,
     timeout: Duration,
 ) -> impl futures::Stream<Item = Result<Bytes, std::convert::Infallible>> + Send + 'static {
-    let deadline = tokio::time::Instant::now() + timeout;
-    futures::stream::unfold(Some(session), move |session| async move {
-        let mut session = session?;
-        let first = match tokio::time::timeout_at(deadline, session.next()).await {
-            Err(_) => {
+    session.keep_chunk_text();
+    SessionFrames {
+        session: Some(session),
+        // One timer for the whole session (not one per wait for a chunk).
+        deadline: Box::pin(tokio::time::sleep(timeout)),
+        timeout,
+    }
+}
+
+/// The stream behind [`stream_session`]; `session` is `None` once the last frame went out.
+struct SessionFrames {
+    session: Option<Session>,
+    deadline: Pin<Box<tokio::time::Sleep>>,
+    timeout: Duration,
+}
+
+impl futures::Stream for SessionFrames {
+    type Item = Result<Bytes, std::convert::Infallible>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        let Some(session) = this.session.as_mut() else {
+            return Poll::Ready(None);
+        };
+        // The session first: what has arrived by the deadline still goes out.
+        let first = match session.poll_next_text(cx) {
+            Poll::Ready(Some(item)) => item,
+            Poll::Ready(None) => {
+                this.session = None;
+                return Poll::Ready(None);
+            }
+            Poll::Pending => {
+                if this.deadline.as_mut().poll(cx).is_pending() {
+                    return Poll::Pending;
+                }
+                this.session = None;
                 let message = format!(
                     "killed by timeout: the plugin did not finish within {} s",
-                    timeout.as_secs()
+                    this.timeout.as_secs()
                 );
-                return Some((Ok(sse_error(-500, "PluginDaemonInternalServerError", &message)), None));
+                return Poll::Ready(Some(Ok(sse_error(-500, "PluginDaemonInternalServerError", &message))));
             }
-            Ok(None) => return None,
-            Ok(Some(item)) => item,
         };
         let mut frames = Vec::new();
         let mut item = Some(first);
@@ -291,26 +346,35 @@ pub fn stream_session(
                 Ok(chunk) => push_chunk_frame(&mut frames, &chunk),
                 Err(e) => {
                     frames.extend_from_slice(&session_error_frame(e));
-                    return Some((Ok(Bytes::from(frames)), None));
+                    this.session = None;
+                    return Poll::Ready(Some(Ok(Bytes::from(frames))));
                 }
             }
-            match session.try_next() {
+            match session.try_next_text() {
                 Poll::Ready(Some(ready)) => item = Some(ready),
-                // The end arrived too: the next poll of `session.next()` returns `None` at once.
+                // The end arrived too: the next poll of the session returns `None` at once.
                 Poll::Ready(None) | Poll::Pending => {}
             }
         }
-        Some((Ok(Bytes::from(frames)), Some(session)))
-    })
+        Poll::Ready(Some(Ok(Bytes::from(frames))))
+    }
 }
 
-/// Appends `data: {"code": 0, "message": "success", "data": chunk}\n\n` without building an intermediate
-/// `Value` around the chunk.
-fn push_chunk_frame(out: &mut Vec<u8>, chunk: &Value) {
+/// Appends `data: {"code": 0, "message": "success", "data": chunk}\n\n` with the chunk's text as the plugin wrote it.
+fn push_chunk_frame(out: &mut Vec<u8>, chunk: &RawValue) {
     out.extend_from_slice(br#"data: {"code":0,"message":"success","data":"#);
-    // Writing a `Value` into a `Vec` cannot fail: it has no I/O and every `Value` is serialisable.
-    if serde_json::to_writer(&mut *out, chunk).is_err() {
-        out.extend_from_slice(b"null");
+    let text = chunk.get();
+    // A frame is one line. A chunk comes from one line of the plugin, so it has no `\n`; a `\r` can only be JSON
+    // whitespace between tokens (never inside a string), which the SSE reader would take for a line end: such a
+    // chunk is encoded again, compactly.
+    if text.contains('\r') {
+        match serde_json::from_str::<Value>(text) {
+            // Writing a `Value` into a `Vec` cannot fail: it has no I/O and every `Value` is serialisable.
+            Ok(value) if serde_json::to_writer(&mut *out, &value).is_ok() => {}
+            _ => out.extend_from_slice(b"null"),
+        }
+    } else {
+        out.extend_from_slice(text.as_bytes());
     }
     out.extend_from_slice(b"}\n\n");
 }
@@ -345,8 +409,8 @@ mod tests {
     fn chunk_frames_are_the_sse_envelope_around_the_chunk() {
         let chunk = json!({"type": "text", "message": {"text": "a \"quoted\" line\n"}});
         let mut frames = Vec::new();
-        push_chunk_frame(&mut frames, &chunk);
-        push_chunk_frame(&mut frames, &Value::Null);
+        push_chunk_frame(&mut frames, &serde_json::value::to_raw_value(&chunk).unwrap());
+        push_chunk_frame(&mut frames, RawValue::NULL);
         let expected = [chunk, Value::Null]
             .into_iter()
             .map(|data| sse(&json!({"code": 0, "message": "success", "data": data})))
@@ -355,5 +419,25 @@ mod tests {
                 all
             });
         assert_eq!(String::from_utf8(frames).unwrap(), String::from_utf8(expected).unwrap());
+    }
+
+    #[test]
+    fn chunk_frames_keep_the_plugins_text_and_stay_one_line() {
+        // Python's json.dumps spacing passes through untouched.
+        let spaced = RawValue::from_string(r#"{"type": "text", "message": {"text": "hi"}}"#.to_owned()).unwrap();
+        let mut frames = Vec::new();
+        push_chunk_frame(&mut frames, &spaced);
+        assert_eq!(
+            String::from_utf8(frames).unwrap(),
+            "data: {\"code\":0,\"message\":\"success\",\"data\":{\"type\": \"text\", \"message\": {\"text\": \"hi\"}}}\n\n"
+        );
+        // A carriage return between tokens would end the SSE line early: that chunk is encoded again.
+        let with_cr = RawValue::from_string("{\"a\":\r1}".to_owned()).unwrap();
+        let mut frames = Vec::new();
+        push_chunk_frame(&mut frames, &with_cr);
+        assert_eq!(
+            String::from_utf8(frames).unwrap(),
+            "data: {\"code\":0,\"message\":\"success\",\"data\":{\"a\":1}}\n\n"
+        );
     }
 }

@@ -108,7 +108,6 @@ pub fn router(state: DaemonState) -> Router {
         .route("/asset/{id}", get(asset))
         .route("/extract-asset", get(extract_asset))
         .route("/extract-asset/", get(extract_asset))
-        .route("/dispatch/{*action}", post(crate::dispatch::dispatch))
         .route("/endpoint/setup", post(setup_endpoint))
         .route("/endpoint/update", post(update_endpoint))
         .route("/endpoint/remove", post(remove_endpoint))
@@ -119,12 +118,21 @@ pub fn router(state: DaemonState) -> Router {
         .route("/debugging/key", post(debugging_key))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_api_key));
     let v2 = Router::new()
-        .route("/dispatch/{*action}", post(crate::dispatch::dispatch_v2))
         .route("/extract", get(extract_plugin_schema))
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_api_key));
+    // The dispatch routes (one call per plugin invocation) at full paths rather than nested: a nested route rebuilds
+    // the request URI without its prefix and records the nesting path on every request.
+    let dispatch = Router::new()
+        .route(
+            "/plugin/{tenant_id}/dispatch/{*action}",
+            post(crate::dispatch::dispatch),
+        )
+        .route("/v2/invoke/dispatch/{*action}", post(crate::dispatch::dispatch_v2))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_api_key));
     let mut router = Router::new()
         .nest("/plugin/{tenant_id}", plugin)
         .nest("/v2/invoke", v2)
+        .merge(dispatch)
         .route("/health/check", get(health));
     if state.config().endpoint_enabled {
         // No API key: the hook id is the secret. GET routes answer HEAD too.

@@ -192,16 +192,24 @@ impl DaemonState {
                 .map_err(|e| DaemonError::Internal(e.to_string()));
         }
         if !runtime.is_loaded(uid) {
-            let bytes = self.inner.blobs.get(&self.installed_key(uid)).await?;
-            runtime
-                .load(&bytes)
-                .await
-                .map_err(|e| DaemonError::Internal(format!("loading plugin {uid} failed: {e}")))?;
+            // Boxed: reading the package and preparing its environment are large futures that would otherwise
+            // be part of every call's future, though they run only once after a daemon restart.
+            Box::pin(self.load_installed(runtime, uid)).await?;
         }
         runtime
             .invoke(uid, request)
             .await
             .map_err(|e| DaemonError::Internal(e.to_string()))
+    }
+
+    /// Loads an installed package into the runtime (after a daemon restart).
+    async fn load_installed(&self, runtime: &PluginRuntime, uid: &str) -> Result<(), DaemonError> {
+        let bytes = self.inner.blobs.get(&self.installed_key(uid)).await?;
+        runtime
+            .load(&bytes)
+            .await
+            .map_err(|e| DaemonError::Internal(format!("loading plugin {uid} failed: {e}")))?;
+        Ok(())
     }
 
     /// The configuration.

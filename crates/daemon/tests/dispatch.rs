@@ -393,8 +393,111 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
 
+type BenchBody = http_body_util::Full<bytes::Bytes>;
+
+/// One benchmark caller's keep-alive HTTP/1.1 connection to the daemon, through hyper's client.
+///
+/// The connection is polled by the calling task itself while a call is in flight, the way a blocking client (Dify's
+/// `requests`) does its socket I/O in the calling thread. reqwest's pooled client instead hands each request to a
+/// connection task and gets the answer back from it, and spawns a task per streamed answer that returns the
+/// connection to the pool: task hops the direct driver, awaiting its session in the calling task, does not have
+/// (measured here: ~25 µs per call on the quiet 2-core machine, ~70 µs when it is loaded). The request is prepared
+/// once, as the direct side prepares its `InvokeRequest` once; the answer's frames are checked, not parsed, as the
+/// direct side gets chunks the runtime already parsed.
+struct HttpCaller {
+    sender: hyper::client::conn::http1::SendRequest<BenchBody>,
+    connection: std::pin::Pin<
+        Box<hyper::client::conn::http1::Connection<hyper_util::rt::TokioIo<tokio::net::TcpStream>, BenchBody>>,
+    >,
+    request: hyper::Request<BenchBody>,
+}
+
+impl HttpCaller {
+    async fn connect(fx: &Fixture, data: Value) -> Self {
+        let authority = fx.base.strip_prefix("http://").unwrap().to_owned();
+        let stream = tokio::net::TcpStream::connect(&authority).await.unwrap();
+        stream.set_nodelay(true).unwrap();
+        let (sender, connection) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap();
+        let body = serde_json::to_vec(&json!({
+            "user_id": "user-1",
+            "conversation_id": null,
+            "app_id": null,
+            "message_id": null,
+            "data": data,
+        }))
+        .unwrap();
+        let request = hyper::Request::post(format!("/plugin/{TENANT}/dispatch/tool/invoke"))
+            .header("Host", authority)
+            .header("X-Api-Key", KEY)
+            .header("X-Plugin-ID", "probe/probe")
+            .header("Content-Type", "application/json")
+            .body(BenchBody::new(body.into()))
+            .unwrap();
+        Self {
+            sender,
+            connection: Box::pin(connection),
+            request,
+        }
+    }
+
+    /// One call: the SSE body, checked to hold `frames` successful frames.
+    async fn call(&mut self, frames: usize) {
+        use http_body_util::BodyExt;
+        let mut request = hyper::Request::new(self.request.body().clone());
+        *request.method_mut() = self.request.method().clone();
+        *request.uri_mut() = self.request.uri().clone();
+        *request.headers_mut() = self.request.headers().clone();
+        let exchange = async {
+            let response = self.sender.send_request(request).await.unwrap();
+            assert_eq!(response.status(), 200);
+            response.into_body().collect().await.unwrap().to_bytes()
+        };
+        let body = tokio::select! {
+            biased;
+            body = exchange => body,
+            end = &mut self.connection => panic!("the daemon closed the connection: {end:?}"),
+        };
+        let text = std::str::from_utf8(&body).unwrap();
+        let mut count = 0;
+        for frame in text.split_terminator("\n\n") {
+            assert!(
+                frame.starts_with(r#"data: {"code":0,"message":"success","data":{"#),
+                "{text}"
+            );
+            count += 1;
+        }
+        assert_eq!(count, frames, "{text}");
+    }
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum BenchMode {
+    /// `PluginRuntime::invoke` in the calling task: the stdio driver without HTTP.
+    Direct,
+    /// The dispatch route through [`HttpCaller`].
+    Http,
+    /// The dispatch route through the fixture's reqwest client, building and parsing JSON as `Fixture::dispatch`
+    /// does (the method of the first measurements; shows what such a client adds).
+    HttpReqwest,
+}
+
+impl BenchMode {
+    fn label(self) -> &'static str {
+        match self {
+            Self::Direct => "direct",
+            Self::Http => "http",
+            Self::HttpReqwest => "http (reqwest)",
+        }
+    }
+}
+
 /// Benchmark (run with `--ignored --nocapture`): tool calls through the HTTP dispatch route against the same calls
-/// made on the runtime directly (the stdio driver without HTTP), at 1 and 10 concurrent callers.
+/// made on the runtime directly (the stdio driver without HTTP), at 1 and 10 concurrent callers; 4,000 calls per
+/// mode and caller count. The modes take turns in 16 rounds of 250 calls, so that changes in the machine's load
+/// during the run (it is shared) weigh on all of them alike; calls/s is calls over the time spent in the mode's
+/// rounds.
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "benchmark; run explicitly"]
 async fn bench_dispatch_against_direct_runtime() {
@@ -418,44 +521,83 @@ async fn bench_dispatch_against_direct_runtime() {
             ..Default::default()
         }
     };
-    const CALLS: usize = 1000;
+    const CALLS: usize = 4000;
+    const ROUNDS: usize = 16;
+    const FRAMES: usize = 4;
+    let modes = [BenchMode::Direct, BenchMode::Http, BenchMode::HttpReqwest];
     for callers in [1usize, 10] {
-        for via_http in [false, true] {
-            // Warm up.
-            for _ in 0..50 {
-                runtime.invoke(&uid, &request).await.unwrap().collect().await.unwrap();
-            }
-            let started = Instant::now();
-            let tasks = (0..callers).map(|_| {
-                let (fx, runtime, uid, request) = (Arc::clone(&fx), runtime.clone(), uid.clone(), request.clone());
-                tokio::spawn(async move {
-                    let mut latencies = Vec::with_capacity(CALLS / callers);
-                    for _ in 0..CALLS / callers {
-                        let t = Instant::now();
-                        if via_http {
-                            let frames = fx.dispatch("tool/invoke", invoke_data("basic", "bench")).await;
-                            assert_eq!(frames.len(), 4);
-                        } else {
-                            let chunks = runtime.invoke(&uid, &request).await.unwrap().collect().await.unwrap();
-                            assert_eq!(chunks.len(), 4);
-                        }
-                        latencies.push(t.elapsed());
+        let mut connections = Vec::new();
+        for _ in 0..callers {
+            connections.push(HttpCaller::connect(&fx, invoke_data("basic", "bench")).await);
+        }
+        let mut latencies: Vec<Vec<Duration>> = vec![Vec::new(); modes.len()];
+        let mut busy = vec![Duration::ZERO; modes.len()];
+        // Round 0 warms every mode up and is not counted.
+        for round in 0..=ROUNDS {
+            let calls_per_caller = if round == 0 { 50 } else { CALLS / ROUNDS / callers };
+            for (m, &mode) in modes.iter().enumerate() {
+                let started = Instant::now();
+                let tasks: Vec<_> = std::mem::take(&mut connections)
+                    .into_iter()
+                    .map(|mut connection| {
+                        let (fx, runtime, uid, request) =
+                            (Arc::clone(&fx), runtime.clone(), uid.clone(), request.clone());
+                        tokio::spawn(async move {
+                            let mut latencies = Vec::with_capacity(calls_per_caller);
+                            for _ in 0..calls_per_caller {
+                                let t = Instant::now();
+                                match mode {
+                                    BenchMode::Direct => {
+                                        let chunks =
+                                            runtime.invoke(&uid, &request).await.unwrap().collect().await.unwrap();
+                                        assert_eq!(chunks.len(), FRAMES);
+                                    }
+                                    BenchMode::Http => connection.call(FRAMES).await,
+                                    BenchMode::HttpReqwest => {
+                                        let frames = fx.dispatch("tool/invoke", invoke_data("basic", "bench")).await;
+                                        assert_eq!(frames.len(), FRAMES);
+                                    }
+                                }
+                                latencies.push(t.elapsed());
+                            }
+                            (connection, latencies)
+                        })
+                    })
+                    .collect();
+                for task in tasks {
+                    let (connection, caller_latencies) = task.await.unwrap();
+                    connections.push(connection);
+                    if round > 0 {
+                        latencies[m].extend(caller_latencies);
                     }
-                    latencies
-                })
-            });
-            let mut all: Vec<Duration> = Vec::new();
-            for t in tasks.collect::<Vec<_>>() {
-                all.extend(t.await.unwrap());
+                }
+                if round > 0 {
+                    busy[m] += started.elapsed();
+                }
             }
-            let elapsed = started.elapsed();
+        }
+        let mut direct = (Duration::ZERO, 0.0);
+        for (m, &mode) in modes.iter().enumerate() {
+            let all = &mut latencies[m];
             all.sort();
+            let p50 = percentile(all, 0.50);
+            let rate = all.len() as f64 / busy[m].as_secs_f64();
+            let comparison = if mode == BenchMode::Direct {
+                direct = (p50, rate);
+                String::new()
+            } else {
+                format!(
+                    "  added p50 {:>+6.0} µs  throughput {:>4.0} % of direct",
+                    (p50.as_secs_f64() - direct.0.as_secs_f64()) * 1e6,
+                    rate / direct.1 * 100.0
+                )
+            };
             println!(
-                "{:>6} callers={callers:>2}: p50 {:>8.3} ms  p99 {:>8.3} ms  {:>7.0} calls/s",
-                if via_http { "http" } else { "direct" },
-                percentile(&all, 0.50).as_secs_f64() * 1e3,
-                percentile(&all, 0.99).as_secs_f64() * 1e3,
-                all.len() as f64 / elapsed.as_secs_f64()
+                "{:>14} callers={callers:>2}: p50 {:>7.3} ms  p99 {:>7.3} ms  {:>6.0} calls/s{comparison}",
+                mode.label(),
+                p50.as_secs_f64() * 1e3,
+                percentile(all, 0.99).as_secs_f64() * 1e3,
+                rate,
             );
         }
     }

@@ -9,17 +9,18 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::Poll;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use serde_json::value::RawValue;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::backwards::{self, Backwards, Caller};
 use crate::frame::{Frame, FrameReader};
-use crate::protocol::{self, InvokeRequest, PluginError, PluginEvent, SessionMessage};
+use crate::protocol::{self, Chunk, InvokeRequest, PluginError, PluginEvent, SessionMessage};
 
 /// Who the plugin on a connection is, and what it may call back for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,7 +40,7 @@ pub struct PluginIdentity {
 /// One item of a session, as the multiplexer delivers it.
 #[derive(Debug)]
 enum SessionItem {
-    Chunk(Value),
+    Chunk(Chunk),
     Plugin(PluginError),
     Failed(String),
     Closed(String),
@@ -75,6 +76,8 @@ struct SessionSlot {
     /// Cancelled when the session ends (the slot is dropped) or its caller goes away: stops the backwards calls
     /// forwarded on its behalf.
     gone: CancellationToken,
+    /// The consumer passes chunks on as text ([`Session::keep_chunk_text`]).
+    chunk_text: bool,
 }
 
 impl Drop for SessionSlot {
@@ -253,6 +256,7 @@ impl Mux {
                     caller,
                     abandoned_at: None,
                     gone: CancellationToken::new(),
+                    chunk_text: false,
                 },
             );
         }
@@ -314,7 +318,18 @@ impl Mux {
             return;
         }
         let plugin = &self.identity.unique_identifier;
-        match protocol::parse_line(line) {
+        // A chunk for a session that passes chunks on as text is only validated, not decoded: one pass over the
+        // line either way.
+        let keep_text = protocol::leading_session_id(line).is_some_and(|id| {
+            self.sessions
+                .lock()
+                .is_ok_and(|sessions| sessions.get(id).is_some_and(|slot| slot.chunk_text))
+        });
+        let event = match keep_text.then(|| protocol::parse_stream_line(line)).flatten() {
+            Some(event) => event,
+            None => protocol::parse_line(line),
+        };
+        match event {
             PluginEvent::Heartbeat => {
                 if let Ok(mut t) = self.last_heartbeat.lock() {
                     *t = Instant::now();
@@ -430,18 +445,56 @@ impl Session {
         &self.id
     }
 
+    /// Chunks that arrive from now on are kept as the JSON text the plugin wrote (validated, not decoded), for a
+    /// caller that passes them on through [`Session::next_text`] without looking into them; [`Session::next`]
+    /// still decodes them. Call it right after opening the session: a chunk that arrived before is decoded, and
+    /// encoded again for [`Session::next_text`].
+    pub fn keep_chunk_text(&self) {
+        if let Ok(mut sessions) = self.mux.sessions.lock()
+            && let Some(slot) = sessions.get_mut(&self.id)
+        {
+            slot.chunk_text = true;
+        }
+    }
+
     /// The next chunk; `None` after the end. An error is the last item.
     pub async fn next(&mut self) -> Option<Result<Value, SessionError>> {
-        if self.done {
-            return None;
-        }
-        let item = self.rx.recv().await;
-        self.take(item)
+        let item = std::future::poll_fn(|cx| self.poll_next_chunk(cx)).await;
+        self.decode(item)
     }
 
     /// What [`Session::next`] would return, if the plugin has already sent it: `Poll::Pending` when nothing has
     /// arrived yet. Lets a caller pass on every chunk that is ready in one write.
     pub fn try_next(&mut self) -> Poll<Option<Result<Value, SessionError>>> {
+        self.try_next_chunk().map(|item| self.decode(item))
+    }
+
+    /// [`Session::next`] with the chunk as JSON text on one line: the plugin's own when
+    /// [`Session::keep_chunk_text`] was called, else the chunk encoded.
+    pub async fn next_text(&mut self) -> Option<Result<Box<RawValue>, SessionError>> {
+        std::future::poll_fn(|cx| self.poll_next_text(cx)).await
+    }
+
+    /// [`Session::next_text`] as a poll, for a caller that implements a stream over the session.
+    pub fn poll_next_text(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Box<RawValue>, SessionError>>> {
+        self.poll_next_chunk(cx)
+            .map(|item| item.map(|chunk| chunk.map(Chunk::into_text)))
+    }
+
+    /// [`Session::try_next`] with the chunk as text, as [`Session::next_text`].
+    pub fn try_next_text(&mut self) -> Poll<Option<Result<Box<RawValue>, SessionError>>> {
+        self.try_next_chunk()
+            .map(|item| item.map(|chunk| chunk.map(Chunk::into_text)))
+    }
+
+    fn poll_next_chunk(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Chunk, SessionError>>> {
+        if self.done {
+            return Poll::Ready(None);
+        }
+        self.rx.poll_recv(cx).map(|item| self.take(item))
+    }
+
+    fn try_next_chunk(&mut self) -> Poll<Option<Result<Chunk, SessionError>>> {
         if self.done {
             return Poll::Ready(None);
         }
@@ -452,7 +505,22 @@ impl Session {
         }
     }
 
-    fn take(&mut self, item: Option<SessionItem>) -> Option<Result<Value, SessionError>> {
+    /// An item with its chunk decoded. Chunk text was validated when its line was read, but decoding can still
+    /// fail (nesting deeper than serde_json decodes; validation has no such limit): that ends the session with an
+    /// error, as any other error item does.
+    fn decode(&mut self, item: Option<Result<Chunk, SessionError>>) -> Option<Result<Value, SessionError>> {
+        let decoded = item?.and_then(|chunk| {
+            chunk
+                .into_value()
+                .map_err(|e| SessionError::Runtime(format!("the plugin sent a chunk that cannot be decoded: {e}")))
+        });
+        if decoded.is_err() {
+            self.done = true;
+        }
+        Some(decoded)
+    }
+
+    fn take(&mut self, item: Option<SessionItem>) -> Option<Result<Chunk, SessionError>> {
         match item {
             Some(SessionItem::Chunk(v)) => Some(Ok(v)),
             Some(SessionItem::Plugin(e)) => {
@@ -493,5 +561,81 @@ impl Drop for Session {
             slot.abandoned_at.get_or_insert_with(Instant::now);
             slot.gone.cancel();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn mux() -> Arc<Mux> {
+        let identity = PluginIdentity {
+            unique_identifier: "a/p:0.0.1@00".into(),
+            plugin_id: "a/p".into(),
+            storage_quota: None,
+            tool_permission: false,
+            permissions: toolplane_plugin::Permissions::default(),
+        };
+        Mux::new(identity, tokio::io::sink(), Backwards::default(), 1 << 20, Life::Ready)
+    }
+
+    fn stream_line(session: &Session, chunk: &str) -> Vec<u8> {
+        format!(
+            r#"{{"event":"session","session_id":"{}","data":{{"type":"stream","data":{chunk}}}}}"#,
+            session.id()
+        )
+        .into_bytes()
+    }
+
+    fn end_line(session: &Session) -> Vec<u8> {
+        format!(
+            r#"{{"event":"session","session_id":"{}","data":{{"type":"end","data":null}}}}"#,
+            session.id()
+        )
+        .into_bytes()
+    }
+
+    #[tokio::test]
+    async fn chunks_come_as_values_or_as_the_plugins_text() {
+        let mux = mux();
+        let request = InvokeRequest::default();
+        let mut decoding = mux.open(&request).await.unwrap();
+        let mut passing = mux.open(&request).await.unwrap();
+        // A chunk that arrived before the session asked for text is encoded again.
+        mux.handle_line(&stream_line(&passing, r#"{"n": 0}"#));
+        passing.keep_chunk_text();
+        for session in [&decoding, &passing] {
+            mux.handle_line(&stream_line(session, r#"{"text": "a\nb", "n": 1}"#));
+            mux.handle_line(&end_line(session));
+        }
+
+        assert_eq!(decoding.next().await.unwrap().unwrap(), json!({"text": "a\nb", "n": 1}));
+        assert!(decoding.next().await.is_none());
+
+        assert_eq!(passing.next_text().await.unwrap().unwrap().get(), r#"{"n":0}"#);
+        assert_eq!(
+            passing.next_text().await.unwrap().unwrap().get(),
+            r#"{"text": "a\nb", "n": 1}"#
+        );
+        assert!(passing.next_text().await.is_none());
+    }
+
+    #[tokio::test]
+    async fn text_chunks_still_decode_for_next() {
+        let mux = mux();
+        let mut session = mux.open(&InvokeRequest::default()).await.unwrap();
+        session.keep_chunk_text();
+        mux.handle_line(&stream_line(&session, r#"{"a": [1, 2]}"#));
+        // Deeper than serde_json decodes: valid JSON, passed on as text, but an error for a decoding reader.
+        mux.handle_line(&stream_line(
+            &session,
+            &format!("{}{}", "[".repeat(200), "]".repeat(200)),
+        ));
+        mux.handle_line(&end_line(&session));
+        assert_eq!(session.next().await.unwrap().unwrap(), json!({"a": [1, 2]}));
+        let error = session.next().await.unwrap().unwrap_err();
+        assert!(error.to_string().contains("cannot be decoded"), "{error}");
+        assert!(session.next().await.is_none());
     }
 }

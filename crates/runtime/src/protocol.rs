@@ -1,6 +1,8 @@
 //! The stdio wire protocol of Dify plugins: request envelopes written to stdin, events read from stdout.
 
-use serde::{Deserialize, Serialize};
+use serde::ser::SerializeMap;
+use serde::{Deserialize, Serialize, Serializer};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 /// One request to a plugin: `data` = `{user_id, type, action}` ∪ `payload`.
@@ -29,7 +31,7 @@ pub struct InvokeRequest {
 }
 
 #[derive(Serialize)]
-struct Envelope<'a> {
+struct Envelope<'a, D: Serialize> {
     session_id: &'a str,
     conversation_id: Option<&'a str>,
     message_id: Option<&'a str>,
@@ -37,18 +39,11 @@ struct Envelope<'a> {
     endpoint_id: Option<&'a str>,
     context: &'a Value,
     event: &'a str,
-    data: &'a Value,
+    data: &'a D,
 }
 
 /// The request line (with its `\n`) for `session_id`.
 pub fn request_line(session_id: &str, request: &InvokeRequest) -> Vec<u8> {
-    let mut data = Map::with_capacity(request.payload.len() + 3);
-    data.insert("user_id".into(), Value::String(request.user_id.clone()));
-    data.insert("type".into(), Value::String(request.access_type.clone()));
-    data.insert("action".into(), Value::String(request.action.clone()));
-    for (k, v) in &request.payload {
-        data.insert(k.clone(), v.clone());
-    }
     let empty = Value::Object(Map::new());
     line(&Envelope {
         session_id,
@@ -58,8 +53,37 @@ pub fn request_line(session_id: &str, request: &InvokeRequest) -> Vec<u8> {
         endpoint_id: request.endpoint_id.as_deref(),
         context: request.context.as_ref().unwrap_or(&empty),
         event: "request",
-        data: &Value::Object(data),
+        data: &RequestData(request),
     })
+}
+
+/// A request's `data`: `{user_id, type, action}` then the payload's fields, serialised straight from the request
+/// (no copy of the payload). A payload field of one of those three names takes its place, as a map insert would.
+struct RequestData<'a>(&'a InvokeRequest);
+
+impl Serialize for RequestData<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let request = self.0;
+        let own = [
+            ("user_id", &request.user_id),
+            ("type", &request.access_type),
+            ("action", &request.action),
+        ];
+        let overridden = own.iter().filter(|(k, _)| request.payload.contains_key(*k)).count();
+        let mut map = serializer.serialize_map(Some(request.payload.len() + own.len() - overridden))?;
+        for (key, value) in own {
+            match request.payload.get(key) {
+                Some(payload_value) => map.serialize_entry(key, payload_value)?,
+                None => map.serialize_entry(key, value)?,
+            }
+        }
+        for (key, value) in &request.payload {
+            if !own.iter().any(|(k, _)| k == key) {
+                map.serialize_entry(key, value)?;
+            }
+        }
+        map.end()
+    }
 }
 
 /// A `backwards_response` line: `event` is `response`, `error` or `end`.
@@ -88,7 +112,7 @@ pub fn backwards_line(
     })
 }
 
-fn line(envelope: &Envelope<'_>) -> Vec<u8> {
+fn line<D: Serialize>(envelope: &Envelope<'_, D>) -> Vec<u8> {
     // Serializing a struct of strings and JSON values cannot fail.
     let mut bytes = serde_json::to_vec(envelope).unwrap_or_default();
     bytes.push(b'\n');
@@ -138,7 +162,7 @@ pub enum PluginEvent {
 #[derive(Debug, Clone, PartialEq)]
 pub enum SessionMessage {
     /// One response chunk.
-    Stream(Value),
+    Stream(Chunk),
     /// A backwards call.
     Invoke {
         /// `storage`, `tool`, `llm`, …
@@ -152,6 +176,108 @@ pub enum SessionMessage {
     Error(PluginError),
     /// The session is over.
     End,
+}
+
+/// One response chunk: decoded, or the JSON text the plugin wrote (validated), for a consumer that passes chunks on
+/// without looking into them (the dispatch routes' SSE) and so need not decode and encode them again.
+#[derive(Debug, Clone)]
+pub enum Chunk {
+    /// The chunk's value.
+    Decoded(Value),
+    /// The chunk's JSON text as the plugin wrote it: one line, validated.
+    Text(Box<RawValue>),
+}
+
+impl Chunk {
+    /// The chunk's value. Decoding text can fail only on nesting deeper than serde_json decodes (validation has
+    /// no such limit).
+    pub fn into_value(self) -> Result<Value, serde_json::Error> {
+        match self {
+            Self::Decoded(value) => Ok(value),
+            Self::Text(text) => serde_json::from_str(text.get()),
+        }
+    }
+
+    /// The chunk's JSON text on one line: the plugin's own, or the value encoded.
+    pub fn into_text(self) -> Box<RawValue> {
+        match self {
+            Self::Text(text) => text,
+            // Encoding a `Value` cannot fail (no I/O, string keys only).
+            Self::Decoded(value) => {
+                serde_json::value::to_raw_value(&value).unwrap_or_else(|_| RawValue::NULL.to_owned())
+            }
+        }
+    }
+}
+
+/// Chunks are equal when their values are.
+impl PartialEq for Chunk {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Self::Decoded(a), Self::Decoded(b)) => a == b,
+            (Self::Text(a), Self::Text(b)) if a.get() == b.get() => true,
+            _ => match (self.clone().into_value(), other.clone().into_value()) {
+                (Ok(a), Ok(b)) => a == b,
+                _ => false,
+            },
+        }
+    }
+}
+
+/// The `session_id` of a line that names it near its start (the SDK writes `{"event":…,"session_id":…,"data":…}`,
+/// so the id comes before the bulk), found without decoding the line; `None` when it is not there or escaped.
+pub fn leading_session_id(line: &[u8]) -> Option<&str> {
+    const KEY: &[u8] = b"\"session_id\"";
+    let head = &line[..line.len().min(256)];
+    let start = head.windows(KEY.len()).position(|w| w == KEY)? + KEY.len();
+    let rest = line[start..]
+        .trim_ascii_start()
+        .strip_prefix(b":")?
+        .trim_ascii_start()
+        .strip_prefix(b"\"")?;
+    let end = rest.iter().position(|&b| b == b'"' || b == b'\\')?;
+    if rest[end] != b'"' {
+        return None;
+    }
+    std::str::from_utf8(&rest[..end]).ok()
+}
+
+/// A session line carrying a chunk or an end, as the SDK writes it.
+#[derive(Deserialize)]
+struct SessionLine<'a> {
+    #[serde(borrow)]
+    event: &'a str,
+    #[serde(borrow)]
+    session_id: &'a str,
+    #[serde(borrow)]
+    data: SessionLineData<'a>,
+}
+
+#[derive(Deserialize)]
+struct SessionLineData<'a> {
+    #[serde(borrow, rename = "type")]
+    kind: &'a str,
+    #[serde(default, borrow)]
+    data: Option<&'a RawValue>,
+}
+
+/// [`parse_line`] for a session's `stream` or `end` line, keeping a chunk as [`Chunk::Text`] (one validating pass
+/// over the line, no decoding). `None` for every other line, and for lines of unusual shape (escaped names,
+/// repeated fields): [`parse_line`] reads those.
+pub fn parse_stream_line(line: &[u8]) -> Option<PluginEvent> {
+    let parsed: SessionLine<'_> = serde_json::from_slice(line).ok()?;
+    if parsed.event != "session" {
+        return None;
+    }
+    let message = match parsed.data.kind {
+        "stream" => SessionMessage::Stream(Chunk::Text(parsed.data.data.unwrap_or(RawValue::NULL).to_owned())),
+        "end" => SessionMessage::End,
+        _ => return None,
+    };
+    Some(PluginEvent::Session {
+        session_id: parsed.session_id.to_owned(),
+        message,
+    })
 }
 
 /// Parses one stdout line (without its newline).
@@ -200,7 +326,7 @@ pub fn parse_line(line: &[u8]) -> PluginEvent {
             };
             let inner = message.remove("data").unwrap_or(Value::Null);
             let message = match message.get("type").and_then(Value::as_str) {
-                Some("stream") => SessionMessage::Stream(inner),
+                Some("stream") => SessionMessage::Stream(Chunk::Decoded(inner)),
                 Some("end") => SessionMessage::End,
                 Some("error") => SessionMessage::Error(serde_json::from_value(inner.clone()).unwrap_or(PluginError {
                     error_type: "PluginError".into(),
@@ -280,6 +406,88 @@ mod tests {
             panic!("not an invoke")
         };
         assert_eq!((kind.as_str(), backwards_request_id.as_str()), ("storage", "b1"));
+    }
+
+    #[test]
+    fn request_data_fields_come_first_and_the_payload_overrides_them() {
+        let mut payload = Map::new();
+        payload.insert("tool".into(), "t".into());
+        payload.insert("type".into(), "from-payload".into());
+        let line = request_line(
+            "s1",
+            &InvokeRequest {
+                user_id: "u".into(),
+                access_type: "tool".into(),
+                action: "invoke_tool".into(),
+                payload,
+                ..Default::default()
+            },
+        );
+        let v: Value = serde_json::from_slice(&line).unwrap();
+        let keys: Vec<&str> = v["data"].as_object().unwrap().keys().map(String::as_str).collect();
+        assert_eq!(keys, ["user_id", "type", "action", "tool"]);
+        assert_eq!(v["data"]["type"], "from-payload");
+        assert_eq!(v["session_id"], "s1");
+    }
+
+    #[test]
+    fn stream_lines_keep_the_chunk_text() {
+        // As dify_plugin writes them (pydantic, compact) and with json.dumps spacing.
+        for line in [
+            &br#"{"event":"session","session_id":"s1","data":{"type":"stream","data":{"type":"text","message":{"text":"a\nb"}}}}"#[..],
+            br#"{"event": "session", "session_id": "s1", "data": {"type": "stream", "data": {"type": "text", "message": {"text": "a\nb"}}}}"#,
+        ] {
+            assert_eq!(leading_session_id(line), Some("s1"));
+            let Some(PluginEvent::Session {
+                session_id,
+                message: SessionMessage::Stream(Chunk::Text(text)),
+            }) = parse_stream_line(line)
+            else {
+                panic!("not a stream chunk")
+            };
+            assert_eq!(session_id, "s1");
+            // The chunk's text is the plugin's own, and means what the decoded line holds.
+            let PluginEvent::Session {
+                message: SessionMessage::Stream(decoded),
+                ..
+            } = parse_line(line)
+            else {
+                panic!("not a stream chunk")
+            };
+            assert!(line.windows(text.get().len()).any(|w| w == text.get().as_bytes()));
+            assert_eq!(Chunk::Text(text), decoded);
+        }
+        assert_eq!(
+            parse_stream_line(br#"{"event":"session","session_id":"s","data":{"type":"end","data":null}}"#),
+            Some(PluginEvent::Session {
+                session_id: "s".into(),
+                message: SessionMessage::End
+            })
+        );
+        let Some(PluginEvent::Session {
+            message: SessionMessage::Stream(Chunk::Text(text)),
+            ..
+        }) = parse_stream_line(br#"{"event":"session","session_id":"s","data":{"type":"stream"}}"#)
+        else {
+            panic!("not a stream chunk")
+        };
+        assert_eq!(text.get(), "null");
+        // Everything else is left to parse_line.
+        for line in [
+            &br#"{"event":"session","session_id":"s","data":{"type":"error","data":{"message":"boom"}}}"#[..],
+            br#"{"event":"session","session_id":"s","data":{"type":"invoke","data":{}}}"#,
+            br#"{"event":"heartbeat","session_id":null,"data":{}}"#,
+            br#"{"event":"session","session_id":"s\u0031","data":{"type":"stream","data":1}}"#,
+            br#"{"event":"session","session_id":"s","data":{"type":"stream","data":{"a":}}}"#,
+            b"not json",
+        ] {
+            assert_eq!(parse_stream_line(line), None, "{}", String::from_utf8_lossy(line));
+        }
+        assert_eq!(
+            leading_session_id(br#"{"event":"session","session_id":"s\u0031"}"#),
+            None
+        );
+        assert_eq!(leading_session_id(br#"{"event":"heartbeat","session_id":null}"#), None);
     }
 
     #[test]
