@@ -7,7 +7,6 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -26,8 +25,7 @@ use toolplane_mcp::{
 };
 
 use common::demo;
-
-const TASKS: &str = "io.modelcontextprotocol/tasks";
+use common::tasks::TASKS;
 
 /// Every JSON-RPC message the server received, in order.
 #[derive(Clone, Default)]
@@ -283,7 +281,7 @@ async fn a_task_is_cancelled_when_the_caller_goes_away_or_its_time_runs_out() {
 
         // The caller's token fires while the client waits for the task: tasks/cancel, and the tool stops.
         wire.clear();
-        let before = demo::CANCELLED.load(Ordering::SeqCst);
+        let before = demo::cancellations();
         let cancel = CancellationToken::new();
         let options = CallOptions {
             cancel: cancel.clone(),
@@ -300,11 +298,14 @@ async fn a_task_is_cancelled_when_the_caller_goes_away_or_its_time_runs_out() {
         assert!(matches!(error, McpError::Cancelled { .. }), "{version}: {error}");
         let cancelled = wire.wait_for("tasks/cancel").await;
         assert_eq!(cancelled["params"]["taskId"], task_id.as_str(), "{version}");
-        wait_for_cancelled_tool(before, version).await;
+        assert!(
+            demo::cancelled_since(before).await,
+            "{version}: the slow tool kept running"
+        );
 
         // The call's time runs out: its timeout error, and tasks/cancel.
         wire.clear();
-        let before = demo::CANCELLED.load(Ordering::SeqCst);
+        let before = demo::cancellations();
         let options = CallOptions {
             timeout: Some(Duration::from_millis(1500)),
             ..as_task()
@@ -315,11 +316,14 @@ async fn a_task_is_cancelled_when_the_caller_goes_away_or_its_time_runs_out() {
             "{version}: {error}"
         );
         assert_eq!(wire.requests("tasks/cancel").len(), 1, "{version}");
-        wait_for_cancelled_tool(before, version).await;
+        assert!(
+            demo::cancelled_since(before).await,
+            "{version}: the slow tool kept running"
+        );
 
         // The call's future is dropped mid-task: the task is cancelled from the background.
         wire.clear();
-        let before = demo::CANCELLED.load(Ordering::SeqCst);
+        let before = demo::cancellations();
         let mut call = Box::pin(client.call_tool("slow", Map::new(), as_task()));
         tokio::select! {
             _ = &mut call => panic!("slow ended"),
@@ -327,19 +331,12 @@ async fn a_task_is_cancelled_when_the_caller_goes_away_or_its_time_runs_out() {
         }
         drop(call);
         wire.wait_for("tasks/cancel").await;
-        wait_for_cancelled_tool(before, version).await;
+        assert!(
+            demo::cancelled_since(before).await,
+            "{version}: the slow tool kept running"
+        );
         client.close().await;
     }
-}
-
-async fn wait_for_cancelled_tool(before: usize, version: &str) {
-    for _ in 0..600 {
-        if demo::CANCELLED.load(Ordering::SeqCst) > before {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("{version}: the slow tool kept running");
 }
 
 /// Connects in one era (the default connector detects it; the tests want each).

@@ -6,61 +6,16 @@
 
 mod common;
 
-use std::collections::HashMap;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::time::Duration;
 
-use async_trait::async_trait;
 use serde_json::{Value, json};
-use toolplane_mcp::{HttpOptions, McpServer, McpServerResolver, ResolveError, ServerOptions, mcp_router};
+use toolplane_mcp::ServerOptions;
 use toolplane_net::SafeClient;
 
+use common::tasks::{self, Caller, StdioClient, TASKS, catalog_server, fixture_server, serve};
 use common::{SseReader, demo};
 
 const RELATED_TASK: &str = "io.modelcontextprotocol/related-task";
-
-/// Serves each server code to the bearer keys it accepts; an empty list serves anyone (an open server).
-struct KeyedResolver(HashMap<&'static str, (Arc<McpServer>, Vec<&'static str>)>);
-
-#[async_trait]
-impl McpServerResolver for KeyedResolver {
-    async fn resolve(&self, server_code: &str, bearer: Option<&str>) -> Result<Arc<McpServer>, ResolveError> {
-        let (server, keys) = self.0.get(server_code).ok_or(ResolveError::NotFound)?;
-        match bearer {
-            _ if keys.is_empty() => Ok(Arc::clone(server)),
-            Some(key) if keys.contains(&key) => Ok(Arc::clone(server)),
-            _ => Err(ResolveError::Unauthorized),
-        }
-    }
-}
-
-fn catalog_server() -> Arc<McpServer> {
-    Arc::new(McpServer::new(
-        demo::catalog(),
-        "tenant-1",
-        demo::server().config().clone(),
-    ))
-}
-
-fn fixture_server() -> Arc<McpServer> {
-    Arc::new(McpServer::new(demo::catalog(), "tenant-2", demo::server().config().clone()).with_conformance_fixture())
-}
-
-/// Serves `servers` (code, server, accepted keys) on loopback; returns the base URL.
-async fn serve(servers: Vec<(&'static str, Arc<McpServer>, Vec<&'static str>)>) -> String {
-    let resolver = KeyedResolver(
-        servers
-            .into_iter()
-            .map(|(code, server, keys)| (code, (server, keys)))
-            .collect(),
-    );
-    let router = mcp_router(Arc::new(resolver), HttpOptions::default());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
-    base
-}
 
 /// A session-era client speaking raw JSON-RPC.
 struct Session {
@@ -179,20 +134,10 @@ impl Session {
         task["taskId"].as_str().unwrap().to_owned()
     }
 
-    /// Polls `tasks/get` until `done` holds (bounded).
-    async fn poll_until(&self, task_id: &str, done: impl Fn(&Value) -> bool) -> Value {
-        for _ in 0..600 {
-            let task = self.result("tasks/get", json!({"taskId": task_id})).await;
-            if done(&task) {
-                return task;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("task {task_id} never reached the expected state");
-    }
-
+    /// Polls `tasks/get` until the task has `status` or has ended (bounded).
     async fn until_status(&self, task_id: &str, status: &str) -> Value {
-        self.poll_until(task_id, |t| {
+        let get = async |id: &str| self.result("tasks/get", json!({"taskId": id})).await;
+        tasks::poll_until(task_id, get, |t| {
             t["status"] == status || matches!(t["status"].as_str(), Some("completed" | "failed" | "cancelled"))
         })
         .await
@@ -227,8 +172,8 @@ impl Session {
 #[tokio::test]
 async fn tasks_are_offered_only_to_2025_11_25_clients_that_declare_them() {
     let base = serve(vec![
-        ("keyed", fixture_server(), vec!["k"]),
-        ("open", fixture_server(), vec![]),
+        ("keyed", fixture_server(ServerOptions::default()), vec!["k"]),
+        ("open", fixture_server(ServerOptions::default()), vec![]),
     ])
     .await;
     let (session, init) = Session::open(&base, "keyed", Some("k"), "2025-11-25", with_tasks()).await;
@@ -279,7 +224,7 @@ async fn tasks_are_offered_only_to_2025_11_25_clients_that_declare_them() {
 
 #[tokio::test]
 async fn task_augmented_calls_complete_fail_and_are_listed_page_by_page() {
-    let base = serve(vec![("demo", catalog_server(), vec!["k"])]).await;
+    let base = serve(vec![("demo", catalog_server(ServerOptions::default()), vec!["k"])]).await;
     let (session, _) = Session::open(&base, "demo", Some("k"), "2025-11-25", with_tasks()).await;
 
     let created = session
@@ -358,7 +303,7 @@ async fn task_augmented_calls_complete_fail_and_are_listed_page_by_page() {
 
 #[tokio::test]
 async fn required_and_forbidden_tools_answer_with_the_spec_codes() {
-    let base = serve(vec![("fx", fixture_server(), vec!["k"])]).await;
+    let base = serve(vec![("fx", fixture_server(ServerOptions::default()), vec!["k"])]).await;
     let (session, _) = Session::open(&base, "fx", Some("k"), "2025-11-25", with_tasks()).await;
     // Required without `task`, forbidden with it: -32601.
     let error = session
@@ -408,7 +353,7 @@ async fn required_and_forbidden_tools_answer_with_the_spec_codes() {
 
 #[tokio::test]
 async fn tasks_result_waits_and_carries_the_tools_questions_to_the_client() {
-    let base = serve(vec![("fx", fixture_server(), vec!["k"])]).await;
+    let base = serve(vec![("fx", fixture_server(ServerOptions::default()), vec!["k"])]).await;
     let (session, _) = Session::open(&base, "fx", Some("k"), "2025-11-25", with_tasks()).await;
 
     // tasks/result on a running task blocks until it ends.
@@ -495,26 +440,17 @@ async fn tasks_result_waits_and_carries_the_tools_questions_to_the_client() {
 
 #[tokio::test]
 async fn cancellation_and_status_notifications() {
-    let base = serve(vec![("demo", catalog_server(), vec!["k"])]).await;
+    let base = serve(vec![("demo", catalog_server(ServerOptions::default()), vec!["k"])]).await;
     let (session, _) = Session::open(&base, "demo", Some("k"), "2025-11-25", with_tasks()).await;
     let mut updates = session.get_stream().await;
 
-    let before = demo::CANCELLED.load(Ordering::SeqCst);
+    let before = demo::cancellations();
     let id = session.call_as_task("slow", json!({})).await;
     let cancelled = session.result("tasks/cancel", json!({"taskId": id})).await;
     assert_eq!(cancelled["taskId"], id.as_str());
     assert_eq!(cancelled["status"], "cancelled", "{cancelled}");
     // The slow tool's invocation is stopped.
-    for _ in 0..600 {
-        if demo::CANCELLED.load(Ordering::SeqCst) > before {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert!(
-        demo::CANCELLED.load(Ordering::SeqCst) > before,
-        "the slow tool kept running"
-    );
+    assert!(demo::cancelled_since(before).await, "the slow tool kept running");
     // An ended task cannot be cancelled, and has no result.
     let error = session.error("tasks/cancel", json!({"taskId": id})).await;
     assert_eq!(error["code"], -32602);
@@ -534,7 +470,12 @@ async fn cancellation_and_status_notifications() {
 
 #[tokio::test]
 async fn tasks_belong_to_their_caller_and_era() {
-    let base = serve(vec![("demo", catalog_server(), vec!["alice", "bob"])]).await;
+    let base = serve(vec![(
+        "demo",
+        catalog_server(ServerOptions::default()),
+        vec!["alice", "bob"],
+    )])
+    .await;
     let (alice, _) = Session::open(&base, "demo", Some("alice"), "2025-11-25", with_tasks()).await;
     let (alice_again, _) = Session::open(&base, "demo", Some("alice"), "2025-11-25", with_tasks()).await;
     let (bob, _) = Session::open(&base, "demo", Some("bob"), "2025-11-25", with_tasks()).await;
@@ -554,77 +495,33 @@ async fn tasks_belong_to_their_caller_and_era() {
     }
     assert_eq!(bob.result("tasks/list", json!({})).await["tasks"], json!([]));
     // Nor does a 2026-07-28 request of the same caller.
-    let request = json!({"jsonrpc": "2.0", "id": 1, "method": "tasks/get", "params": {"taskId": id, "_meta": {
-        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
-        "io.modelcontextprotocol/clientCapabilities": {"extensions": {"io.modelcontextprotocol/tasks": {}}}}}});
-    let response: Value = alice
-        .http
-        .post(&alice.url)
-        .header("content-type", "application/json")
-        .header("accept", "application/json, text/event-stream")
-        .header("mcp-protocol-version", "2026-07-28")
-        .header("mcp-method", "tasks/get")
-        .header("mcp-name", id.as_str())
-        .bearer_auth("alice")
-        .body(request.to_string())
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let stateless = Caller::new(&base, "demo", "alice", json!({"extensions": {TASKS: {}}}));
+    let (_, response) = stateless.send("tasks/get", json!({"taskId": id})).await;
     assert_eq!(response["error"]["code"], -32602, "{response}");
     alice.result("tasks/cancel", json!({"taskId": id})).await;
 }
 
 #[tokio::test]
 async fn stdio_serves_experimental_tasks() {
-    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-    let (client_side, server_side) = tokio::io::duplex(1 << 20);
-    let (server_read, server_write) = tokio::io::split(server_side);
-    let serving = tokio::spawn(toolplane_mcp::serve_stdio(
-        Arc::new(
-            McpServer::new(demo::catalog(), "tenant-1", demo::server().config().clone())
-                .with_options(ServerOptions::default()),
-        ),
-        server_read,
-        server_write,
-    ));
-    let (client_read, mut client_write) = tokio::io::split(client_side);
-    let mut lines = BufReader::new(client_read).lines();
-    let mut id = 0;
-    let mut request = async |method: &str, params: Value| -> Value {
-        id += 1;
-        let line = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
-        client_write.write_all(format!("{line}\n").as_bytes()).await.unwrap();
-        let reply = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap();
-        serde_json::from_str(&reply).unwrap()
-    };
-    let init = request(
-        "initialize",
-        json!({"protocolVersion": "2025-11-25", "capabilities": {"tasks": {}}, "clientInfo": {"name": "t", "version": "1"}}),
-    )
-    .await;
+    let mut stdio = StdioClient::start(catalog_server(ServerOptions::default()));
+    let init = stdio
+        .request(
+            "initialize",
+            json!({"protocolVersion": "2025-11-25", "capabilities": {"tasks": {}}, "clientInfo": {"name": "t", "version": "1"}}),
+        )
+        .await;
     assert!(init["result"]["capabilities"]["tasks"]["list"].is_object(), "{init}");
-    let created = request(
-        "tools/call",
-        json!({"name": "echo", "arguments": {"text": "piped"}, "task": {}}),
-    )
-    .await;
+    let created = stdio
+        .request(
+            "tools/call",
+            json!({"name": "echo", "arguments": {"text": "piped"}, "task": {}}),
+        )
+        .await;
     let task = created["result"]["task"]["taskId"].as_str().unwrap().to_owned();
-    let result = request("tasks/result", json!({"taskId": task})).await;
+    let result = stdio.request("tasks/result", json!({"taskId": task})).await;
     assert_eq!(result["result"]["content"][0]["text"], "> piped", "{result}");
-    let listed = request("tasks/list", json!({})).await;
+    let listed = stdio.request("tasks/list", json!({})).await;
     assert_eq!(listed["result"]["tasks"][0]["taskId"], task.as_str());
     assert_eq!(listed["result"]["tasks"][0]["status"], "completed");
-    client_write.shutdown().await.unwrap();
-    tokio::time::timeout(Duration::from_secs(30), serving)
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    stdio.close().await;
 }

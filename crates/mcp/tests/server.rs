@@ -5,7 +5,6 @@
 mod common;
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use axum::serve::ListenerExt;
@@ -145,7 +144,7 @@ async fn toolplane_client_against_toolplane_server_with_cancellation() {
             .unwrap_err();
         assert!(matches!(unknown, McpError::Rpc(ref e) if e.code == -32602), "{unknown}");
 
-        let before = demo::CANCELLED.load(Ordering::SeqCst);
+        let before = demo::cancellations();
         let cancel = CancellationToken::new();
         let trigger = cancel.clone();
         tokio::spawn(async move {
@@ -164,15 +163,10 @@ async fn toolplane_client_against_toolplane_server_with_cancellation() {
             .await
             .unwrap_err();
         assert!(matches!(err, McpError::Cancelled { .. }));
-        let mut seen = false;
-        for _ in 0..50 {
-            if demo::CANCELLED.load(Ordering::SeqCst) > before {
-                seen = true;
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        assert!(seen, "the tool saw the cancellation ({era:?})");
+        assert!(
+            demo::cancelled_since(before).await,
+            "the tool saw the cancellation ({era:?})"
+        );
         client.close().await;
     }
 }
@@ -513,18 +507,9 @@ async fn stdio_loop_serves_and_cancels() {
     assert_eq!(by_id(json!(3))["result"]["content"][0]["text"], "> via stdio");
     assert_eq!(by_id(json!(4))["result"]["resultType"], "complete");
 
-    let before = demo::CANCELLED.load(Ordering::SeqCst);
+    let before = demo::cancellations();
     send(r#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":2,"reason":"test"}}"#).await;
-    for _ in 0..50 {
-        if demo::CANCELLED.load(Ordering::SeqCst) > before {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(
-        demo::CANCELLED.load(Ordering::SeqCst) > before,
-        "the slow call was cancelled"
-    );
+    assert!(demo::cancelled_since(before).await, "the slow call was cancelled");
     client_write.shutdown().await.unwrap();
     tokio::time::timeout(Duration::from_secs(5), serving)
         .await

@@ -5,167 +5,13 @@
 
 mod common;
 
-use std::collections::HashMap;
-use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use serde_json::{Value, json};
-use toolplane_mcp::{HttpOptions, McpServer, McpServerResolver, ResolveError, ServerOptions, mcp_router};
-use toolplane_net::SafeClient;
+use toolplane_mcp::ServerOptions;
 
-use common::{SseReader, demo};
-
-const TASKS: &str = "io.modelcontextprotocol/tasks";
-
-/// Serves each server code with the bearer keys it accepts (several callers of one server), like a tenant's
-/// servers with per-caller keys.
-struct KeyedResolver(HashMap<&'static str, (Arc<McpServer>, Vec<&'static str>)>);
-
-#[async_trait]
-impl McpServerResolver for KeyedResolver {
-    async fn resolve(&self, server_code: &str, bearer: Option<&str>) -> Result<Arc<McpServer>, ResolveError> {
-        let (server, keys) = self.0.get(server_code).ok_or(ResolveError::NotFound)?;
-        match bearer {
-            Some(key) if keys.contains(&key) => Ok(Arc::clone(server)),
-            _ => Err(ResolveError::Unauthorized),
-        }
-    }
-}
-
-/// Options under which every task-eligible call answers with its task.
-fn always_tasks() -> ServerOptions {
-    ServerOptions {
-        task_after: Duration::ZERO,
-        ..ServerOptions::default()
-    }
-}
-
-/// The demo catalog server (tenant-1) with `options`.
-fn catalog_server(options: ServerOptions) -> Arc<McpServer> {
-    Arc::new(McpServer::new(demo::catalog(), "tenant-1", demo::server().config().clone()).with_options(options))
-}
-
-/// The conformance fixture server (its task tools ask questions and fail on purpose).
-fn fixture_server(options: ServerOptions) -> Arc<McpServer> {
-    Arc::new(
-        McpServer::new(demo::catalog(), "tenant-2", demo::server().config().clone())
-            .with_conformance_fixture()
-            .with_options(options),
-    )
-}
-
-/// Serves `servers` (code, server, accepted keys) on loopback; returns the base URL.
-async fn serve(servers: Vec<(&'static str, Arc<McpServer>, Vec<&'static str>)>) -> String {
-    let resolver = KeyedResolver(
-        servers
-            .into_iter()
-            .map(|(code, server, keys)| (code, (server, keys)))
-            .collect(),
-    );
-    let router = mcp_router(Arc::new(resolver), HttpOptions::default());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
-    base
-}
-
-/// A 2026-07-28 client of one server with one key and fixed capabilities.
-struct Caller {
-    http: SafeClient,
-    url: String,
-    key: &'static str,
-    capabilities: Value,
-}
-
-impl Caller {
-    fn new(base: &str, code: &str, key: &'static str, capabilities: Value) -> Self {
-        Self {
-            http: common::loopback_client(),
-            url: format!("{base}/mcp/server/{code}/mcp"),
-            key,
-            capabilities,
-        }
-    }
-
-    /// A client that declared the tasks extension and elicitation.
-    fn with_tasks(base: &str, code: &str, key: &'static str) -> Self {
-        Self::new(base, code, key, json!({"elicitation": {}, "extensions": {TASKS: {}}}))
-    }
-
-    /// Sends a request with the headers 2026-07-28 requires (`Mcp-Name` carries the tool name or task id);
-    /// returns the HTTP status and the response body.
-    async fn send(&self, method: &str, mut params: Value) -> (u16, Value) {
-        params["_meta"] = json!({
-            "io.modelcontextprotocol/protocolVersion": "2026-07-28",
-            "io.modelcontextprotocol/clientCapabilities": self.capabilities,
-        });
-        let request = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
-        let mut builder = self
-            .http
-            .post(&self.url)
-            .header("content-type", "application/json")
-            .header("accept", "application/json, text/event-stream")
-            .header("mcp-protocol-version", "2026-07-28")
-            .header("mcp-method", method)
-            .bearer_auth(self.key);
-        if let Some(name) = params["name"].as_str().or(params["taskId"].as_str()) {
-            builder = builder.header("mcp-name", name);
-        }
-        let response = builder.body(request.to_string()).send().await.unwrap();
-        let status = response.status().as_u16();
-        (status, response.json().await.unwrap())
-    }
-
-    async fn result(&self, method: &str, params: Value) -> Value {
-        let (status, body) = self.send(method, params).await;
-        assert_eq!(status, 200, "{body}");
-        assert!(body.get("error").is_none(), "{method}: {body}");
-        body["result"].clone()
-    }
-
-    async fn error(&self, method: &str, params: Value) -> Value {
-        let (_, body) = self.send(method, params).await;
-        assert!(body.get("result").is_none(), "{method} should fail: {body}");
-        body["error"].clone()
-    }
-
-    async fn call(&self, tool: &str, arguments: Value) -> Value {
-        self.result("tools/call", json!({"name": tool, "arguments": arguments}))
-            .await
-    }
-
-    async fn get(&self, task_id: &str) -> Value {
-        self.result("tasks/get", json!({"taskId": task_id})).await
-    }
-
-    /// Polls `tasks/get` until `done` holds (bounded, so a broken server fails the test instead of hanging it).
-    async fn poll_until(&self, task_id: &str, done: impl Fn(&Value) -> bool) -> Value {
-        for _ in 0..600 {
-            let task = self.get(task_id).await;
-            if done(&task) {
-                return task;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("task {task_id} never reached the expected state");
-    }
-
-    async fn until_terminal(&self, task_id: &str) -> Value {
-        self.poll_until(task_id, |t| {
-            matches!(t["status"].as_str(), Some("completed" | "failed" | "cancelled"))
-        })
-        .await
-    }
-
-    async fn until_input_required(&self, task_id: &str, keys: usize) -> Value {
-        self.poll_until(task_id, |t| {
-            t["status"] == "input_required" && t["inputRequests"].as_object().is_some_and(|r| r.len() >= keys)
-        })
-        .await
-    }
-}
+use common::demo;
+use common::tasks::{Caller, StdioClient, TASKS, always_tasks, catalog_server, fixture_server, serve};
 
 fn task_id(created: &Value) -> String {
     assert_eq!(created["resultType"], "task", "{created}");
@@ -212,7 +58,7 @@ async fn catalog_tools_run_as_tasks_that_complete_fail_and_are_cancelled() {
 
     // slow waits until cancelled: tasks/cancel acknowledges, the task is cancelled at once, and the tool's
     // invocation is stopped (its future dropped or its token fired).
-    let before = demo::CANCELLED.load(Ordering::SeqCst);
+    let before = demo::cancellations();
     let slow = task_id(&client.call("slow", json!({})).await);
     assert_eq!(client.get(&slow).await["status"], "working");
     let ack = client.result("tasks/cancel", json!({"taskId": slow})).await;
@@ -221,16 +67,7 @@ async fn catalog_tools_run_as_tasks_that_complete_fail_and_are_cancelled() {
         assert!(ack.get(envelope).is_none(), "{envelope} in {ack}");
     }
     assert_eq!(client.get(&slow).await["status"], "cancelled");
-    for _ in 0..600 {
-        if demo::CANCELLED.load(Ordering::SeqCst) > before {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert!(
-        demo::CANCELLED.load(Ordering::SeqCst) > before,
-        "the slow tool kept running"
-    );
+    assert!(demo::cancelled_since(before).await, "the slow tool kept running");
     // Cancelling an ended task is acknowledged and changes nothing.
     client.result("tasks/cancel", json!({"taskId": id})).await;
     assert_eq!(client.get(&id).await["status"], "completed");
@@ -397,22 +234,9 @@ async fn bad_task_ids_and_removed_methods_get_clear_errors() {
         .await;
     assert_eq!(error["code"], -32602);
     // Mcp-Name must carry the task id.
-    let request = json!({"jsonrpc": "2.0", "id": 1, "method": "tasks/get", "params": {"taskId": id, "_meta": {
-        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
-        "io.modelcontextprotocol/clientCapabilities": {"extensions": {TASKS: {}}}}}});
     let response = client
-        .http
-        .post(&client.url)
-        .header("content-type", "application/json")
-        .header("accept", "application/json, text/event-stream")
-        .header("mcp-protocol-version", "2026-07-28")
-        .header("mcp-method", "tasks/get")
-        .header("mcp-name", "another-task")
-        .bearer_auth("k")
-        .body(request.to_string())
-        .send()
-        .await
-        .unwrap();
+        .post("tasks/get", json!({"taskId": id}), Some("another-task"))
+        .await;
     assert_eq!(response.status().as_u16(), 400);
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["error"]["code"], -32020);
@@ -428,7 +252,7 @@ async fn tasks_expire_after_their_ttl_and_running_ones_are_stopped() {
     };
     let base = serve(vec![("demo", catalog_server(options), vec!["k"])]).await;
     let client = Caller::with_tasks(&base, "demo", "k");
-    let before = demo::CANCELLED.load(Ordering::SeqCst);
+    let before = demo::cancellations();
     let finished = client.call("echo", json!({"text": "x"})).await;
     assert_eq!(finished["ttlMs"], 300);
     let finished = task_id(&finished);
@@ -439,14 +263,8 @@ async fn tasks_expire_after_their_ttl_and_running_ones_are_stopped() {
         let error = client.error("tasks/get", json!({"taskId": id})).await;
         assert_eq!(error["code"], -32602, "{error}");
     }
-    for _ in 0..600 {
-        if demo::CANCELLED.load(Ordering::SeqCst) > before {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
     assert!(
-        demo::CANCELLED.load(Ordering::SeqCst) > before,
+        demo::cancelled_since(before).await,
         "the expired task's tool kept running"
     );
 }
@@ -477,9 +295,9 @@ async fn a_task_is_reachable_only_by_its_server_and_caller() {
     assert_eq!(alice.get(&id).await["status"], "working");
 
     // Status notifications: bob's subscription leaves alice's task out; alice's carries its state and changes.
-    let bob_ack = listen(&bob, &id).await.next().await;
+    let bob_ack = bob.listen(&id).await.next().await;
     assert_eq!(bob_ack["params"]["notifications"]["taskIds"], json!([]));
-    let mut stream = listen(&alice, &id).await;
+    let mut stream = alice.listen(&id).await;
     let ack = stream.next().await;
     assert_eq!(ack["method"], "notifications/subscriptions/acknowledged");
     assert_eq!(ack["params"]["notifications"]["taskIds"], json!([id]));
@@ -498,28 +316,6 @@ async fn a_task_is_reachable_only_by_its_server_and_caller() {
         .send("subscriptions/listen", json!({"notifications": {"taskIds": [id]}}))
         .await;
     assert_eq!((status, body["error"]["code"].clone()), (400, json!(-32021)));
-}
-
-/// Opens `subscriptions/listen` for task `id`.
-async fn listen(caller: &Caller, id: &str) -> SseReader {
-    let params = json!({"notifications": {"taskIds": [id]}, "_meta": {
-        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
-        "io.modelcontextprotocol/clientCapabilities": caller.capabilities}});
-    let request = json!({"jsonrpc": "2.0", "id": 1, "method": "subscriptions/listen", "params": params});
-    let response = caller
-        .http
-        .post(&caller.url)
-        .header("content-type", "application/json")
-        .header("accept", "application/json, text/event-stream")
-        .header("mcp-protocol-version", "2026-07-28")
-        .header("mcp-method", "subscriptions/listen")
-        .bearer_auth(caller.key)
-        .body(request.to_string())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.headers()["content-type"], "text/event-stream");
-    SseReader::new(response)
 }
 
 #[tokio::test]
@@ -563,55 +359,29 @@ async fn the_session_era_has_no_tasks() {
 
 #[tokio::test]
 async fn stdio_serves_tasks_to_its_client_and_stops_them_when_it_ends() {
-    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-    let (client_side, server_side) = tokio::io::duplex(1 << 20);
-    let (server_read, server_write) = tokio::io::split(server_side);
-    let serving = tokio::spawn(toolplane_mcp::serve_stdio(
-        catalog_server(always_tasks()),
-        server_read,
-        server_write,
-    ));
-    let (client_read, mut client_write) = tokio::io::split(client_side);
-    let mut lines = BufReader::new(client_read).lines();
-    let mut id = 0;
-    let mut request = async |method: &str, mut params: Value| -> Value {
-        id += 1;
+    let mut stdio = StdioClient::start(catalog_server(always_tasks()));
+    // Each request names the version and declares the extension, as 2026-07-28 requires.
+    let stateless = |mut params: Value| {
         params["_meta"] = json!({"io.modelcontextprotocol/protocolVersion": "2026-07-28",
             "io.modelcontextprotocol/clientCapabilities": {"extensions": {TASKS: {}}}});
-        let line = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
-        client_write.write_all(format!("{line}\n").as_bytes()).await.unwrap();
-        let reply = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap();
-        serde_json::from_str(&reply).unwrap()
+        params
     };
-    let discovered = request("server/discover", json!({})).await;
+    let discovered = stdio.request("server/discover", stateless(json!({}))).await;
     assert_eq!(discovered["result"]["capabilities"]["extensions"][TASKS], json!({}));
-    let created = request("tools/call", json!({"name": "slow", "arguments": {}})).await;
+    let created = stdio
+        .request("tools/call", stateless(json!({"name": "slow", "arguments": {}})))
+        .await;
     let task = task_id(&created["result"]);
-    let shown = request("tasks/get", json!({"taskId": task})).await;
+    let shown = stdio.request("tasks/get", stateless(json!({"taskId": task}))).await;
     assert_eq!(shown["result"]["status"], "working");
-    let malformed = request("tasks/get", json!({"taskId": 7})).await;
+    let malformed = stdio.request("tasks/get", stateless(json!({"taskId": 7}))).await;
     assert_eq!(malformed["error"]["code"], -32602);
 
     // The client goes away with its task still running: the task is stopped.
-    let before = demo::CANCELLED.load(Ordering::SeqCst);
-    client_write.shutdown().await.unwrap();
-    tokio::time::timeout(Duration::from_secs(30), serving)
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
-    for _ in 0..600 {
-        if demo::CANCELLED.load(Ordering::SeqCst) > before {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let before = demo::cancellations();
+    stdio.close().await;
     assert!(
-        demo::CANCELLED.load(Ordering::SeqCst) > before,
+        demo::cancelled_since(before).await,
         "the task outlived its stdio client"
     );
 }

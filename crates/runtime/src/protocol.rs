@@ -408,12 +408,9 @@ mod tests {
         assert_eq!((kind.as_str(), backwards_request_id.as_str()), ("storage", "b1"));
     }
 
-    #[test]
-    fn request_data_fields_come_first_and_the_payload_overrides_them() {
-        let mut payload = Map::new();
-        payload.insert("tool".into(), "t".into());
-        payload.insert("type".into(), "from-payload".into());
-        let line = request_line(
+    /// The request line of an `invoke_tool` request by user `u` with `payload`, in session `s1`.
+    fn invoke_tool_line(payload: Map<String, Value>) -> Vec<u8> {
+        request_line(
             "s1",
             &InvokeRequest {
                 user_id: "u".into(),
@@ -422,7 +419,15 @@ mod tests {
                 payload,
                 ..Default::default()
             },
-        );
+        )
+    }
+
+    #[test]
+    fn request_data_fields_come_first_and_the_payload_overrides_them() {
+        let mut payload = Map::new();
+        payload.insert("tool".into(), "t".into());
+        payload.insert("type".into(), "from-payload".into());
+        let line = invoke_tool_line(payload);
         let v: Value = serde_json::from_slice(&line).unwrap();
         let keys: Vec<&str> = v["data"].as_object().unwrap().keys().map(String::as_str).collect();
         assert_eq!(keys, ["user_id", "type", "action", "tool"]);
@@ -503,16 +508,7 @@ mod tests {
     fn request_lines_merge_data() {
         let mut payload = Map::new();
         payload.insert("provider".into(), "p".into());
-        let line = request_line(
-            "s1",
-            &InvokeRequest {
-                user_id: "u".into(),
-                access_type: "tool".into(),
-                action: "invoke_tool".into(),
-                payload,
-                ..Default::default()
-            },
-        );
+        let line = invoke_tool_line(payload);
         assert_eq!(line.last(), Some(&b'\n'));
         let v: Value = serde_json::from_slice(&line).unwrap();
         assert_eq!(v["data"]["provider"], "p");

@@ -133,6 +133,16 @@ struct Cancel {
 }
 
 impl Cancel {
+    /// Armed for task `task_id` of `client`: the task is cancelled unless it is seen to end.
+    fn new(client: &McpClient, protocol: TaskProtocol, task_id: &str) -> Self {
+        Self {
+            client: client.clone(),
+            protocol,
+            task_id: task_id.to_owned(),
+            armed: true,
+        }
+    }
+
     /// The task ended (or the server forgot it): nothing to cancel.
     fn disarm(&mut self) {
         self.armed = false;
@@ -171,6 +181,17 @@ fn poll_interval(task: &Value) -> Duration {
 
 fn status(task: &Value) -> &str {
     task.get("status").and_then(Value::as_str).unwrap_or("working")
+}
+
+/// The error for a task the server cancelled on its own.
+fn cancelled_by_server(tool: &str, task_id: &str, task: &Value) -> McpError {
+    let reason = task
+        .get("statusMessage")
+        .and_then(Value::as_str)
+        .unwrap_or("no reason given");
+    McpError::Protocol(format!(
+        "the MCP server cancelled task {task_id} of tool {tool:?}: {reason}"
+    ))
 }
 
 fn invalid_result(error: impl std::fmt::Display) -> McpError {
@@ -283,12 +304,7 @@ impl McpClient {
             return Err(McpError::Protocol("a task result without a taskId".into()));
         };
         tracing::debug!(tool, task = %task_id, "MCP tool call runs as a task (2026-07-28)");
-        let mut cancel = Cancel {
-            client: self.clone(),
-            protocol,
-            task_id: task_id.clone(),
-            armed: true,
-        };
+        let mut cancel = Cancel::new(self, protocol, &task_id);
         let per_request = Some(self.shared.options.timeout);
         let mut answered = HashSet::new();
         let mut task = created;
@@ -315,12 +331,7 @@ impl McpClient {
                 }
                 "cancelled" => {
                     cancel.disarm();
-                    return Err(McpError::Protocol(format!(
-                        "the MCP server cancelled task {task_id} of tool {tool:?}: {}",
-                        task.get("statusMessage")
-                            .and_then(Value::as_str)
-                            .unwrap_or("no reason given")
-                    )));
+                    return Err(cancelled_by_server(tool, &task_id, &task));
                 }
                 "input_required" => {
                     let open: Map<String, Value> = task
@@ -348,36 +359,38 @@ impl McpClient {
                         if let Err(error) = self.task_request(protocol, "tasks/update", params, step).await {
                             return Err(self.task_failure(&mut cancel, error, budget).await);
                         }
-                        task = match self.poll(protocol, &task_id, options, budget).await {
-                            Ok(task) => task,
-                            Err(error) => return Err(self.task_failure(&mut cancel, error, budget).await),
-                        };
+                        task = self.poll(&mut cancel, options, budget).await?;
                         continue;
                     }
                 }
                 _ => {}
             }
-            if let Err(why) = bounded(tokio::time::sleep(poll_interval(&task)), budget, &options.cancel).await {
-                return Err(self.abandon(&mut cancel, why, budget).await);
-            }
-            task = match self.poll(protocol, &task_id, options, budget).await {
-                Ok(task) => task,
-                Err(error) => return Err(self.task_failure(&mut cancel, error, budget).await),
-            };
+            task = self.poll_after_interval(&mut cancel, &task, options, budget).await?;
         }
     }
 
-    /// One `tasks/get`.
-    async fn poll(
+    /// One `tasks/get` of the task `cancel` guards; a failure is the call's (see [`Self::task_failure`]).
+    async fn poll(&self, cancel: &mut Cancel, options: &CallOptions, budget: &Budget) -> Result<Value, McpError> {
+        let step = self.step(options, budget, Some(self.shared.options.timeout));
+        let params = json!({"taskId": cancel.task_id});
+        match self.task_request(cancel.protocol, "tasks/get", params, step).await {
+            Ok(task) => Ok(task),
+            Err(error) => Err(self.task_failure(cancel, error, budget).await),
+        }
+    }
+
+    /// The next `tasks/get` after `task`'s polling interval; the call's time and the caller bound the wait.
+    async fn poll_after_interval(
         &self,
-        protocol: TaskProtocol,
-        task_id: &str,
+        cancel: &mut Cancel,
+        task: &Value,
         options: &CallOptions,
         budget: &Budget,
     ) -> Result<Value, McpError> {
-        let step = self.step(options, budget, Some(self.shared.options.timeout));
-        self.task_request(protocol, "tasks/get", json!({"taskId": task_id}), step)
-            .await
+        if let Err(why) = bounded(tokio::time::sleep(poll_interval(task)), budget, &options.cancel).await {
+            return Err(self.abandon(cancel, why, budget).await);
+        }
+        self.poll(cancel, options, budget).await
     }
 
     /// 2025-11-25: the call as a task — created with `task`, its result (and on the way its questions) fetched
@@ -405,12 +418,7 @@ impl McpClient {
             return Err(McpError::Protocol("a task without a string taskId".into()));
         };
         tracing::debug!(tool, task = %task_id, "MCP tool call runs as a task (2025-11-25)");
-        let mut cancel = Cancel {
-            client: self.clone(),
-            protocol,
-            task_id: task_id.clone(),
-            armed: true,
-        };
+        let mut cancel = Cancel::new(self, protocol, &task_id);
         let mut task = task;
         loop {
             match status(&task) {
@@ -436,22 +444,11 @@ impl McpClient {
                 }
                 "cancelled" => {
                     cancel.disarm();
-                    return Err(McpError::Protocol(format!(
-                        "the MCP server cancelled task {task_id} of tool {tool:?}: {}",
-                        task.get("statusMessage")
-                            .and_then(Value::as_str)
-                            .unwrap_or("no reason given")
-                    )));
+                    return Err(cancelled_by_server(tool, &task_id, &task));
                 }
                 _ => {}
             }
-            if let Err(why) = bounded(tokio::time::sleep(poll_interval(&task)), budget, &options.cancel).await {
-                return Err(self.abandon(&mut cancel, why, budget).await);
-            }
-            task = match self.poll(protocol, &task_id, options, budget).await {
-                Ok(task) => task,
-                Err(error) => return Err(self.task_failure(&mut cancel, error, budget).await),
-            };
+            task = self.poll_after_interval(&mut cancel, &task, options, budget).await?;
         }
     }
 }

@@ -1095,14 +1095,7 @@ impl McpServer {
                  _meta.io.modelcontextprotocol/clientCapabilities.extensions"
             )));
         }
-        let Some(Value::String(task_id)) = params.get("taskId") else {
-            return Err(RpcError::invalid_params(format!("{method} needs a string \"taskId\"")));
-        };
-        let Some(entry) = task_scope.store.get(&task_scope.owner, TaskEra::Extension, task_id) else {
-            return Err(RpcError::invalid_params(format!(
-                "task not found: {task_id:?} (it never existed, has expired, or was created by another client)"
-            )));
-        };
+        let entry = find_task(method, params, task_scope, TaskEra::Extension)?;
         match method {
             "tasks/get" => Ok(entry.get_result()),
             "tasks/update" => {
@@ -1155,26 +1148,38 @@ impl McpServer {
             }
             return Ok(result);
         }
-        let Some(Value::String(task_id)) = params.get("taskId") else {
-            return Err(RpcError::invalid_params(format!("{method} needs a string \"taskId\"")));
-        };
-        let Some(entry) = scope.store.get(&scope.owner, TaskEra::Experimental, task_id) else {
-            return Err(RpcError::invalid_params(format!(
-                "task not found: {task_id:?} (it never existed, has expired, or was created by another client)"
-            )));
-        };
+        let entry = find_task(method, params, scope, TaskEra::Experimental)?;
         match method {
             "tasks/get" => Ok(entry.get_result()),
             "tasks/cancel" => match entry.cancel() {
                 Ok(()) => Ok(entry.get_result()),
                 Err(status) => Err(RpcError::invalid_params(format!(
-                    "cannot cancel task {task_id:?}: it already ended with status {:?}",
+                    "cannot cancel task {:?}: it already ended with status {:?}",
+                    entry.id(),
                     status.as_str()
                 ))),
             },
             _ => task_result(&entry, ctx).await,
         }
     }
+}
+
+/// The task `params.taskId` names, of the scope's owner and in `era`; one never issued to them is not told apart
+/// from one that does not exist.
+fn find_task(
+    method: &str,
+    params: &Map<String, Value>,
+    scope: &TaskScope,
+    era: TaskEra,
+) -> Result<Arc<tasks::TaskEntry>, RpcError> {
+    let Some(Value::String(task_id)) = params.get("taskId") else {
+        return Err(RpcError::invalid_params(format!("{method} needs a string \"taskId\"")));
+    };
+    scope.store.get(&scope.owner, era, task_id).ok_or_else(|| {
+        RpcError::invalid_params(format!(
+            "task not found: {task_id:?} (it never existed, has expired, or was created by another client)"
+        ))
+    })
 }
 
 /// 2025-11-25 `tasks/result`: waits until the task ends, meanwhile sending its questions to the client as requests

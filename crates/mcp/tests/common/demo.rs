@@ -18,6 +18,23 @@ use toolplane_mcp::{ExposedEntry, McpServer, McpServerConfig};
 /// Counts cancelled `slow` calls.
 pub static CANCELLED: AtomicUsize = AtomicUsize::new(0);
 
+/// How many `slow` calls have been cancelled so far (in this test process).
+pub fn cancellations() -> usize {
+    CANCELLED.load(Ordering::SeqCst)
+}
+
+/// Whether a `slow` call is cancelled after the count stood at `before`, waiting up to 12 s for it (bounded, so a
+/// tool that keeps running fails the test instead of hanging it).
+pub async fn cancelled_since(before: usize) -> bool {
+    for _ in 0..600 {
+        if cancellations() > before {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    false
+}
+
 struct DemoTool(ToolEntity);
 
 fn entity(name: &str, description: &str, parameters: Vec<ToolParameter>, output_schema: Value) -> ToolEntity {

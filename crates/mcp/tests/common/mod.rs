@@ -1,7 +1,9 @@
 //! Shared helpers of the integration tests: the Python `mcp` SDK, test servers on loopback, a loopback SafeClient.
+//! `demo` is a small catalog and servers around it; `tasks` serves them behind per-caller keys to the task tests.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 pub mod demo;
+pub mod tasks;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
