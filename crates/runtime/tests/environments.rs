@@ -42,6 +42,14 @@ fn config() -> RuntimeConfig {
     config
 }
 
+/// The `uv` binary, fetched from PyPI into the shared tools folder when needed. Tests that point the runtime at a
+/// mirror without uv set `UV_PATH` to it: run first on a fresh machine, they would otherwise try to download uv
+/// from that mirror and fail.
+async fn uv_without_mirror() -> std::path::PathBuf {
+    let storage = tempfile::tempdir().unwrap();
+    runtime(config(), storage.path()).environments().uv().await.unwrap()
+}
+
 fn runtime(config: RuntimeConfig, storage: &Path) -> PluginRuntime {
     PluginRuntime::new(
         config,
@@ -214,6 +222,7 @@ async fn uv_lock_with_bundled_wheels_installs_offline() {
     }
     let wheels = sdk_wheels();
     let mut config = config();
+    config.uv_path = Some(uv_without_mirror().await);
     config.pip_mirror_url = Some("http://127.0.0.1:9/simple".into());
     let storage = tempfile::tempdir().unwrap();
     let runtime = runtime(config.clone(), storage.path());
@@ -237,6 +246,7 @@ async fn uv_lock_with_a_mirror_downloads_from_the_mirror() {
     let wheels = sdk_wheels();
     let index = serve_index(&wheels).await;
     let mut config = config();
+    config.uv_path = Some(uv_without_mirror().await);
     config.pip_mirror_url = Some(index.url.clone());
     let storage = tempfile::tempdir().unwrap();
     let runtime = runtime(config.clone(), storage.path());
@@ -264,6 +274,7 @@ async fn bundled_wheels_install_offline() {
     }
     let wheels = sdk_wheels();
     let mut config = config();
+    config.uv_path = Some(uv_without_mirror().await);
     // A mirror that refuses connections: the bundled wheels must be enough.
     config.pip_mirror_url = Some("http://127.0.0.1:9/simple".into());
     let storage = tempfile::tempdir().unwrap();
@@ -385,6 +396,7 @@ async fn pip_mirror_url_is_the_only_index() {
     let wheels = sdk_wheels();
     let index = serve_index(&wheels).await;
     let mut config = config();
+    config.uv_path = Some(uv_without_mirror().await);
     config.pip_mirror_url = Some(index.url.clone());
     let storage = tempfile::tempdir().unwrap();
     let runtime = runtime(config, storage.path());
