@@ -329,7 +329,7 @@ impl PluginDb {
     /// mode such a transaction fails at once with "database is locked" (busy_timeout does not apply) when another
     /// writer committed after it started reading; parallel installs hit that. `BEGIN IMMEDIATE` takes the lock up
     /// front, where busy_timeout does wait.
-    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
+    pub(crate) async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
         match self.backend {
             DbBackend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
             DbBackend::Postgres => self.pool.begin().await,
