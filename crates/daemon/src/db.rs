@@ -329,7 +329,7 @@ impl PluginDb {
     /// mode such a transaction fails at once with "database is locked" (busy_timeout does not apply) when another
     /// writer committed after it started reading; parallel installs hit that. `BEGIN IMMEDIATE` takes the lock up
     /// front, where busy_timeout does wait.
-    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
+    pub(crate) async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
         match self.backend {
             DbBackend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
             DbBackend::Postgres => self.pool.begin().await,
@@ -617,13 +617,20 @@ impl PluginDb {
         installation_id: &str,
     ) -> Result<(InstallationRow, Released), DaemonError> {
         let (row, released) = self.uninstall_as(tenant_id, installation_id, true).await?;
-        for uid in &released.unreferenced {
+        self.delete_declarations(&released.unreferenced).await?;
+        Ok((row, released))
+    }
+
+    /// Deletes the declarations of these identifiers (remote-debugging ones nothing refers to any more: they have
+    /// no package that could be installed again).
+    pub async fn delete_declarations(&self, unique_identifiers: &[String]) -> Result<(), DaemonError> {
+        for uid in unique_identifiers {
             sqlx::query("DELETE FROM plugin_declarations WHERE plugin_unique_identifier = $1")
                 .bind(uid)
                 .execute(&self.pool)
                 .await?;
         }
-        Ok((row, released))
+        Ok(())
     }
 
     /// Every remote-debugging installation (of every tenant).

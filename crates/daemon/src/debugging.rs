@@ -39,7 +39,7 @@ use toolplane_plugin::{Manifest, PluginUniqueIdentifier};
 use toolplane_runtime::{Frame, FrameReader, PluginIdentity, RemotePlugin};
 
 use crate::catalog::PluginToolProvider;
-use crate::db::NewInstallation;
+use crate::db::{InstallationRow, NewInstallation};
 use crate::declaration::assemble_declaration;
 use crate::error::DaemonError;
 use crate::service::DaemonState;
@@ -189,6 +189,34 @@ impl DaemonState {
             .filter(|p| p.is_connected())
             .map(|p| p.unique_identifier().to_owned())
             .collect()
+    }
+
+    /// After a remote installation was uninstalled through the management API: closes the plugin's connection
+    /// (the plugin reads a line saying why, then the end of the stream; open sessions fail with
+    /// `ConnectionClosedError`) and deletes the declarations nothing refers to any more. The connection task then
+    /// finds the installation gone and forgets the plugin.
+    pub(crate) async fn disconnect_uninstalled_remote(
+        &self,
+        installation: &InstallationRow,
+        unreferenced: &[String],
+    ) -> Result<(), DaemonError> {
+        let plugin = self
+            .remote()
+            .plugins
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&installation.plugin_unique_identifier)
+            .cloned();
+        if let Some(plugin) = plugin {
+            tracing::info!(plugin = %installation.plugin_unique_identifier, tenant = %installation.tenant_id, "closing the connection of an uninstalled remote debugging plugin");
+            plugin
+                .close(&format!(
+                    "plugin {} was uninstalled from this workspace",
+                    installation.plugin_id
+                ))
+                .await;
+        }
+        self.db().delete_declarations(unreferenced).await
     }
 
     /// Removes remote installations whose connection is gone (left by a previous run of the daemon).

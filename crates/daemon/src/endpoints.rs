@@ -365,7 +365,7 @@ impl DaemonState {
             enabled: true,
             settings: encrypted,
         };
-        let mut tx = self.db().pool().begin().await?;
+        let mut tx = self.db().begin_write().await?;
         sqlx::query(
             "INSERT INTO endpoints (id, created_at, updated_at, name, hook_id, tenant_id, user_id, plugin_id, \
              expired_at, enabled, settings) VALUES ($1, $2, $2, $3, $4, $5, $6, $7, $8, TRUE, $9)",
@@ -440,7 +440,7 @@ impl DaemonState {
     /// `endpoint/remove`.
     pub async fn remove_endpoint(&self, tenant_id: &str, endpoint_id: &str) -> Result<(), DaemonError> {
         let endpoint = self.endpoint_row(tenant_id, endpoint_id).await?;
-        let mut tx = self.db().pool().begin().await?;
+        let mut tx = self.db().begin_write().await?;
         let deleted = sqlx::query("DELETE FROM endpoints WHERE id = $1 AND tenant_id = $2")
             .bind(endpoint_id)
             .bind(tenant_id)
@@ -475,7 +475,7 @@ impl DaemonState {
         } else {
             ("FALSE", "TRUE", -1i64)
         };
-        let mut tx = self.db().pool().begin().await?;
+        let mut tx = self.db().begin_write().await?;
         let changed = sqlx::query(AssertSqlSafe(format!(
             "UPDATE endpoints SET enabled = {set}, updated_at = $1 WHERE id = $2 AND tenant_id = $3 AND enabled = {was}"
         )))

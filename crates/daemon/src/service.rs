@@ -750,7 +750,13 @@ impl DaemonState {
 
     /// `uninstall`: removes a tenant's installation; a plugin nothing refers to any more is released.
     pub async fn uninstall(&self, tenant_id: &str, installation_id: &str) -> Result<(), DaemonError> {
-        let (_, released) = self.inner.db.uninstall(tenant_id, installation_id).await?;
+        let (installation, released) = self.inner.db.uninstall(tenant_id, installation_id).await?;
+        if installation.runtime_type == "remote" {
+            // A remote-debugging plugin has no package or environment to release: its connection is what runs it.
+            self.disconnect_uninstalled_remote(&installation, &released.unreferenced)
+                .await?;
+            return Ok(());
+        }
         for uid in released.unreferenced {
             self.release(&uid).await;
         }

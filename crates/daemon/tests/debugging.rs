@@ -603,6 +603,83 @@ async fn raw_plugin_registers_and_is_dropped_without_heartbeats() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn uninstalling_a_remote_plugin_closes_its_connection() {
+    let fx = Fixture::start(|remote| remote.heartbeat_timeout = Duration::from_secs(60)).await;
+    let key = fx.key().await;
+    let mut stream = TcpStream::connect(fx.debug_addr).await.unwrap();
+    stream.write_all(&registration(&key, "raw")).await.unwrap();
+    let list = fx.wait_installations(1, Duration::from_secs(5)).await;
+    let installation_id = list[0]["id"].as_str().unwrap().to_owned();
+    let uid = list[0]["plugin_unique_identifier"].as_str().unwrap().to_owned();
+
+    // A call in flight when the plugin is uninstalled: it reaches the plugin, which never answers.
+    let dispatch = tokio::spawn({
+        let request = fx.dispatch_request(
+            &format!("{TENANT}/raw"),
+            "tool/invoke",
+            json!({"provider": "raw", "tool": "t"}),
+        );
+        async move { request.send().await.unwrap().text().await.unwrap() }
+    });
+    let mut reader = tokio::io::BufReader::new(&mut stream);
+    let mut line = String::new();
+    tokio::io::AsyncBufReadExt::read_line(&mut reader, &mut line)
+        .await
+        .unwrap();
+    let request: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(request["data"]["action"], "invoke_tool");
+
+    let answer = fx
+        .post(
+            "/management/uninstall",
+            json!({"plugin_installation_id": installation_id}),
+        )
+        .await;
+    assert_eq!(answer["data"], true, "{answer}");
+
+    // The plugin reads why, then the end of the stream (the heartbeat timeout is 60 s: this is the uninstall).
+    let mut rest = String::new();
+    tokio::time::timeout(Duration::from_secs(10), reader.read_to_string(&mut rest))
+        .await
+        .expect("uninstalling did not close the plugin's connection")
+        .unwrap();
+    assert_eq!(
+        rest,
+        format!("plugin {TENANT}/raw was uninstalled from this workspace\n")
+    );
+    let body = dispatch.await.unwrap();
+    let (error_type, message) = error_of(sse_frames(&body).last().unwrap());
+    assert_eq!(error_type, "ConnectionClosedError");
+    assert!(message.contains("uninstalled"), "{message}");
+
+    // Nothing is left: no installation, no plugin to dispatch to, no declaration.
+    assert!(fx.installations().await.is_empty());
+    assert!(fx.state.connected_remote_plugins().is_empty());
+    let exists = fx
+        .get(&format!("/management/fetch/identifier?plugin_unique_identifier={uid}"))
+        .await;
+    assert_eq!(exists["data"], false, "{exists}");
+    let after = fx
+        .dispatch_request(
+            &format!("{TENANT}/raw"),
+            "tool/invoke",
+            json!({"provider": "raw", "tool": "t"}),
+        )
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(after.contains("PluginNotFoundError"), "{after}");
+
+    // The plugin can register again.
+    let mut again = TcpStream::connect(fx.debug_addr).await.unwrap();
+    again.write_all(&registration(&key, "raw")).await.unwrap();
+    fx.wait_installations(1, Duration::from_secs(5)).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn connection_limits_are_enforced() {
     let fx = Fixture::start(|remote| {
         remote.max_single_tenant_conn = 2;

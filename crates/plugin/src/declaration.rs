@@ -15,9 +15,7 @@ use crate::archive::Archive;
 use crate::error::PackageError;
 use crate::manifest::Manifest;
 
-#[allow(clippy::expect_used)] // constant pattern
-static IDENTITY_NAME: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"^[a-zA-Z0-9_-]+$").expect("identity name pattern"));
+static IDENTITY_NAME: LazyLock<Regex> = LazyLock::new(|| crate::go_pattern(r"^[a-zA-Z0-9_-]+$"));
 
 /// A tool provider and its tools.
 #[derive(Debug, Clone, PartialEq)]

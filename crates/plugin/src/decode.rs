@@ -18,9 +18,7 @@ use crate::signature::{
 /// The directory of icons and other media.
 pub const ASSETS_DIR: &str = "_assets/";
 
-#[allow(clippy::expect_used)] // constant pattern
-static README_NAME: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"^README_([a-z]{2}_[A-Za-z]{2,})\.md$").expect("readme pattern"));
+static README_NAME: LazyLock<Regex> = LazyLock::new(|| crate::go_pattern(r"^README_([a-z]{2}_[A-Za-z]{2,})\.md$"));
 
 /// A decoded and validated plugin package.
 #[derive(Debug, Clone)]

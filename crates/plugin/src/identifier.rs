@@ -12,11 +12,7 @@ use thiserror::Error;
 pub const UNIQUE_IDENTIFIER_PATTERN: &str =
     r"^(?:([a-z0-9_-]{1,64})/)?([a-z0-9_-]{1,255}):([0-9]{1,4})(\.[0-9]{1,4}){1,3}(-\w{1,16})?@[a-f0-9]{32,64}$";
 
-static UNIQUE_IDENTIFIER: LazyLock<Regex> = LazyLock::new(|| {
-    // The pattern is a constant checked by the tests below.
-    #[allow(clippy::expect_used)]
-    Regex::new(UNIQUE_IDENTIFIER_PATTERN).expect("unique identifier pattern compiles")
-});
+static UNIQUE_IDENTIFIER: LazyLock<Regex> = LazyLock::new(|| crate::go_pattern(UNIQUE_IDENTIFIER_PATTERN));
 
 /// A unique identifier that does not match the original's regex.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -168,6 +164,8 @@ mod tests {
             format!("a/b:0.0.1@{}", &SUM[..31]),
             format!("a/b:0.0.1@{}", SUM.to_uppercase()),
             "a/b:0.0.1".to_owned(),
+            // Go's `\w` is ASCII.
+            format!("a/b:0.0.1-\u{03b2}@{SUM}"),
         ] {
             let err = PluginUniqueIdentifier::parse(&bad).unwrap_err();
             assert!(err.to_string().contains("not valid"), "{err}");

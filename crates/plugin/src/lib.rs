@@ -22,6 +22,18 @@ mod package;
 mod scaffold;
 mod signature;
 
+/// Compiles a validation pattern taken from the original's Go source, with Go's meaning: RE2's `\d`, `\w` and `\s`
+/// are ASCII, so these are compiled without Unicode classes. That is also what keeps them small: with Unicode,
+/// `\w{1,16}` alone compiled to about 2 MB, and these patterns live for the life of the process.
+fn go_pattern(pattern: &str) -> regex::Regex {
+    // Every caller passes a constant pattern that the crate's tests compile and exercise.
+    #[allow(clippy::expect_used)]
+    regex::RegexBuilder::new(pattern)
+        .unicode(false)
+        .build()
+        .expect("a constant pattern that can only match ASCII")
+}
+
 pub use archive::{DEFAULT_MAX_PACKAGE_SIZE, DecodeLimits, PackageFile, unsafe_entry_name};
 pub use checksum::{checksum_files, checksum_package};
 pub use declaration::{Declarations, GenericDeclaration, ToolDeclaration};

@@ -22,13 +22,9 @@ pub const AUTHOR_PATTERN: &str = r"^[a-z0-9_-]{1,64}$";
 /// Plugin name regex: `^[a-z0-9_-]{1,128}$`.
 pub const NAME_PATTERN: &str = r"^[a-z0-9_-]{1,128}$";
 
-// The patterns are constants exercised by the tests.
-#[allow(clippy::expect_used)]
-static VERSION: LazyLock<Regex> = LazyLock::new(|| Regex::new(VERSION_PATTERN).expect("version pattern"));
-#[allow(clippy::expect_used)]
-static AUTHOR: LazyLock<Regex> = LazyLock::new(|| Regex::new(AUTHOR_PATTERN).expect("author pattern"));
-#[allow(clippy::expect_used)]
-static NAME: LazyLock<Regex> = LazyLock::new(|| Regex::new(NAME_PATTERN).expect("name pattern"));
+static VERSION: LazyLock<Regex> = LazyLock::new(|| crate::go_pattern(VERSION_PATTERN));
+static AUTHOR: LazyLock<Regex> = LazyLock::new(|| crate::go_pattern(AUTHOR_PATTERN));
+static NAME: LazyLock<Regex> = LazyLock::new(|| crate::go_pattern(NAME_PATTERN));
 
 /// The plugin tags the original accepts (`manifest_entities/tags.go`).
 pub const PLUGIN_TAGS: [&str; 19] = [
@@ -757,6 +753,21 @@ privacy: PRIVACY.md
             let errors = errors_of(&GOOD.replacen(from, to, 1));
             assert!(errors.has_field(field), "{field}: {errors}");
             assert!(errors.to_string().contains(&format!("`{field}`")), "{errors}");
+        }
+    }
+
+    /// The original's regexes are Go's, whose `\d` and `\w` are ASCII: a pre-release of letters and digits passes,
+    /// non-ASCII digits or letters do not.
+    #[test]
+    fn versions_follow_gos_ascii_classes() {
+        for good in ["0.0.1", "1.22.333-beta_2", "9999.0.1-abcdefghijklmnop"] {
+            let yaml = GOOD.replacen("version: 0.0.1\n", &format!("version: {good}\n"), 1);
+            let manifest = Manifest::parse(yaml.as_bytes()).unwrap_or_else(|e| panic!("{good}: {e}"));
+            assert_eq!(manifest.version, good);
+        }
+        for bad in ["\u{0661}.0.1", "1.0.\u{ff11}", "1.0.0-\u{03b2}eta", "1.0.0-\u{00e9}"] {
+            let errors = errors_of(&GOOD.replacen("version: 0.0.1\n", &format!("version: \"{bad}\"\n"), 1));
+            assert!(errors.has_field("version"), "{bad}: {errors}");
         }
     }
 

@@ -13,12 +13,9 @@ use thiserror::Error;
 
 use crate::manifest::{AUTHOR_PATTERN, NAME_PATTERN};
 
-#[allow(clippy::expect_used)] // constant patterns
-static AUTHOR: LazyLock<Regex> = LazyLock::new(|| Regex::new(AUTHOR_PATTERN).expect("author pattern"));
-#[allow(clippy::expect_used)]
-static NAME: LazyLock<Regex> = LazyLock::new(|| Regex::new(NAME_PATTERN).expect("name pattern"));
-#[allow(clippy::expect_used)]
-static TOOL_NAME: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^[a-zA-Z0-9_-]+$").expect("tool name pattern"));
+static AUTHOR: LazyLock<Regex> = LazyLock::new(|| crate::go_pattern(AUTHOR_PATTERN));
+static NAME: LazyLock<Regex> = LazyLock::new(|| crate::go_pattern(NAME_PATTERN));
+static TOOL_NAME: LazyLock<Regex> = LazyLock::new(|| crate::go_pattern(r"^[a-zA-Z0-9_-]+$"));
 
 /// What to scaffold.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -304,6 +304,17 @@ pub enum BlobError {
         #[source]
         source: Box<opendal::Error>,
     },
+    /// Reading a local blob failed (other than its absence).
+    #[error("blob storage {operation} of `{key}` failed: {source}")]
+    Local {
+        /// `get`, `read`, `stat`.
+        operation: &'static str,
+        /// The key.
+        key: String,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
     /// Reading or writing a stream failed midway.
     #[error("blob storage stream of `{key}` failed: {source}")]
     Stream {
@@ -322,6 +333,22 @@ impl BlobError {
             BlobError::NotFound { .. } => true,
             BlobError::Stream { source, .. } => source.kind() == std::io::ErrorKind::NotFound,
             _ => false,
+        }
+    }
+
+    fn local(operation: &'static str, key: &str, source: std::io::Error) -> BlobError {
+        // A folder is where a key's prefix is, not a blob.
+        if matches!(
+            source.kind(),
+            std::io::ErrorKind::NotFound | std::io::ErrorKind::IsADirectory
+        ) {
+            BlobError::NotFound { key: key.to_owned() }
+        } else {
+            BlobError::Local {
+                operation,
+                key: key.to_owned(),
+                source,
+            }
         }
     }
 
@@ -382,7 +409,12 @@ pub fn validate_key(key: &str) -> Result<(), BlobError> {
 pub struct BlobStore {
     op: Operator,
     kind: &'static str,
+    /// The canonical root of local storage, read directly (see [`BlobStore::get`]).
+    local_root: Option<PathBuf>,
 }
+
+/// The chunk size of a local [`BlobReader`].
+const LOCAL_READ_CHUNK: usize = 64 * 1024;
 
 impl BlobStore {
     /// Builds the store. A local root (and its staging folder) is created here; remote services are not contacted
@@ -496,9 +528,17 @@ impl BlobStore {
             ),
         };
         let op = built.map_err(|e| BlobError::Config(format!("cannot set up {} storage: {e}", config.kind())))?;
+        let local_root = match config {
+            // The operator has created the folder; resolve it as opendal does, once.
+            BlobConfig::Local { root } => Some(std::fs::canonicalize(root).map_err(|e| {
+                BlobError::Config(format!("local storage path {} cannot be resolved: {e}", root.display()))
+            })?),
+            _ => None,
+        };
         Ok(BlobStore {
             op,
             kind: config.kind(),
+            local_root,
         })
     }
 
@@ -523,8 +563,18 @@ impl BlobStore {
     }
 
     /// The whole blob. For large blobs prefer [`BlobStore::reader`].
+    ///
+    /// Local blobs are read straight from the file into a buffer of their size: opendal's fs service reads into
+    /// 2 MiB zero-filled buffers from a pool it keeps for the life of the store (up to 16, each pinned by the last
+    /// bytes read from it), so a daemon that had read a few packages held tens of MB for good.
     pub async fn get(&self, key: &str) -> Result<Bytes, BlobError> {
         validate_key(key)?;
+        if let Some(root) = &self.local_root {
+            return match tokio::fs::read(root.join(key)).await {
+                Ok(bytes) => Ok(Bytes::from(bytes)),
+                Err(e) => Err(BlobError::local("get", key, e)),
+            };
+        }
         let buffer = self.op.read(key).await.map_err(|e| BlobError::backend("get", key, e))?;
         Ok(buffer.to_bytes())
     }
@@ -561,6 +611,10 @@ impl BlobStore {
     /// Streams the blob in chunks without loading it whole. `NotFound` is reported here, before streaming.
     pub async fn reader(&self, key: &str) -> Result<BlobReader, BlobError> {
         validate_key(key)?;
+        if let Some(root) = &self.local_root {
+            // Read directly for the reason given at `get`.
+            return local_reader(root, key).await;
+        }
         let size = self.size(key).await?;
         let stream = self
             .op
@@ -624,6 +678,40 @@ impl BlobStore {
         writer.close().await.map_err(PutStreamError::Blob)?;
         Ok(written)
     }
+}
+
+/// Streams a local file in [`LOCAL_READ_CHUNK`]s, each in a buffer of its own.
+async fn local_reader(root: &std::path::Path, key: &str) -> Result<BlobReader, BlobError> {
+    use tokio::io::AsyncReadExt;
+    let file = tokio::fs::File::open(root.join(key))
+        .await
+        .map_err(|e| BlobError::local("read", key, e))?;
+    let metadata = file.metadata().await.map_err(|e| BlobError::local("stat", key, e))?;
+    if !metadata.is_file() {
+        return Err(BlobError::NotFound { key: key.to_owned() });
+    }
+    let owned_key = key.to_owned();
+    let chunks = futures::stream::try_unfold(Some(file), move |file| {
+        let key = owned_key.clone();
+        async move {
+            let Some(mut file) = file else { return Ok(None) };
+            let mut chunk = bytes::BytesMut::with_capacity(LOCAL_READ_CHUNK);
+            while chunk.len() < LOCAL_READ_CHUNK {
+                let read = file.read_buf(&mut chunk).await.map_err(|source| BlobError::Stream {
+                    key: key.clone(),
+                    source,
+                })?;
+                if read == 0 {
+                    return Ok((!chunk.is_empty()).then(|| (chunk.freeze(), None)));
+                }
+            }
+            Ok(Some((chunk.freeze(), Some(file))))
+        }
+    });
+    Ok(BlobReader {
+        size: metadata.len(),
+        inner: chunks.boxed(),
+    })
 }
 
 /// Error of [`BlobStore::put_stream`]: either the source stream or the storage failed.

@@ -175,6 +175,18 @@ impl Store {
     pub(crate) fn pool(&self) -> &AnyPool {
         &self.pool
     }
+
+    /// Starts a write transaction. SQLite's deferred `BEGIN` takes the write lock only at the first write, and in
+    /// WAL mode a transaction that has read first then fails at once with "database is locked" (busy_timeout does
+    /// not apply) when another writer committed after its read. `BEGIN IMMEDIATE` takes the lock up front, where
+    /// busy_timeout does wait, so every write transaction of the store begins this way. PostgreSQL's `BEGIN` is
+    /// unaffected.
+    pub(crate) async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
+        match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            Backend::Postgres => self.pool.begin().await,
+        }
+    }
 }
 
 /// `(version, description, sqlite sql, postgres sql)` of every migration, oldest first. Both dialect folders must
@@ -296,6 +308,44 @@ mod tests {
                 .collect();
             assert_eq!(files, expected, "migrations/{dialect} does not match MIGRATIONS");
         }
+    }
+
+    /// Why [`Store::begin_write`] begins IMMEDIATE: a deferred transaction that reads, then finds that another
+    /// writer committed, fails at its first write at once; one begun by `begin_write` makes the other writer wait.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_write_transaction_that_reads_first_waits_for_other_writers_on_sqlite() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::connect(&Store::sqlite_url_in(dir.path())).await.unwrap();
+        store.migrate().await.unwrap();
+        let count = "SELECT COUNT(*) AS n FROM tool_label_bindings";
+        let insert = |id: &'static str| {
+            sqlx::query(
+                "INSERT INTO tool_label_bindings (id, tool_id, tool_type, label_name) VALUES ($1, $1, 'api', 'x')",
+            )
+            .bind(id)
+        };
+
+        let mut deferred = store.pool().begin().await.unwrap();
+        sqlx::query(count).fetch_one(&mut *deferred).await.unwrap();
+        store.labels().replace("other", "api", &["search"]).await.unwrap();
+        let error = insert("deferred").execute(&mut *deferred).await.unwrap_err();
+        assert!(error.to_string().contains("database is locked"), "{error}");
+        deferred.rollback().await.unwrap();
+
+        let mut immediate = store.begin_write().await.unwrap();
+        sqlx::query(count).fetch_one(&mut *immediate).await.unwrap();
+        let other = tokio::spawn({
+            let store = store.clone();
+            async move { store.labels().replace("other", "api", &["news"]).await }
+        });
+        // Let the other writer reach the lock; it waits for this transaction either way.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        insert("immediate").execute(&mut *immediate).await.unwrap();
+        immediate.commit().await.unwrap();
+        other.await.unwrap().unwrap();
+        let row = sqlx::query(count).fetch_one(store.pool()).await.unwrap();
+        assert_eq!(row.try_get::<i64, _>("n").unwrap(), 2);
+        store.close().await;
     }
 
     #[test]

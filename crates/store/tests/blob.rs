@@ -108,6 +108,31 @@ async fn local_folder() {
         .await
         .unwrap();
     assert_eq!(std::fs::read(root.join("tools/t9/f.bin")).unwrap(), b"on disk");
+
+    // Local blobs are read from their files directly: sizes around the 64 KiB chunk of a reader, an empty blob, and
+    // a folder (a key's prefix), which is no blob.
+    for size in [0, 1, 64 * 1024 - 1, 64 * 1024, 64 * 1024 + 1, 3 * 64 * 1024 + 7] {
+        let data: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
+        let key = format!("sizes/{size}.bin");
+        std::fs::create_dir_all(root.join("sizes")).unwrap();
+        std::fs::write(root.join(&key), &data).unwrap();
+        assert_eq!(store.get(&key).await.unwrap(), data, "{size}");
+        let reader = store.reader(&key).await.unwrap();
+        assert_eq!(reader.size, size as u64);
+        let pieces: Vec<Bytes> = reader.try_collect().await.unwrap();
+        assert!(pieces.iter().all(|p| !p.is_empty() && p.len() <= 64 * 1024), "{size}");
+        assert_eq!(pieces.concat(), data, "{size}");
+    }
+    assert!(store.get("sizes").await.unwrap_err().is_not_found());
+    assert!(store.reader("sizes").await.unwrap_err().is_not_found());
+
+    // A root spelled with `..` resolves to the same folder.
+    let relative = root.join("..").join("storage");
+    let again = BlobStore::from_config(&BlobConfig::Local { root: relative }).unwrap();
+    assert_eq!(
+        again.get("tools/t9/f.bin").await.unwrap(),
+        Bytes::from_static(b"on disk")
+    );
 }
 
 /// A moto S3 server on a free loopback port, killed on drop.

@@ -292,9 +292,9 @@ impl BuiltinCredentials<'_> {
     pub async fn set_default(&self, tenant_id: &str, provider: &str, id: &str) -> Result<(), StoreError> {
         // Concurrent calls must not leave two defaults. Under PostgreSQL's READ COMMITTED a single UPDATE would not
         // see a credential inserted (and made default) after its snapshot, so calls for one tenant are serialised on
-        // the tenant's row first; the UPDATE that follows then sees every committed credential. The lock statement is
-        // a write, so SQLite takes its write lock up front instead of upgrading a read lock (which can fail at once).
-        // A deadlock victim or a still-busy SQLite rolls back whole and is tried again.
+        // the tenant's row first; the UPDATE that follows then sees every committed credential. SQLite serialises
+        // writers anyway (the transaction begins IMMEDIATE). A deadlock victim or a SQLite still busy after its busy
+        // timeout rolls back whole and is tried again.
         const ATTEMPTS: u32 = 5;
         let mut attempt = 1;
         loop {
@@ -310,7 +310,7 @@ impl BuiltinCredentials<'_> {
     }
 
     async fn set_default_once(&self, tenant_id: &str, provider: &str, id: &str) -> Result<(), StoreError> {
-        let mut tx = self.store.pool().begin().await?;
+        let mut tx = self.store.begin_write().await?;
         sqlx::query("UPDATE tenants SET id = id WHERE id = $1")
             .bind(tenant_id)
             .execute(&mut *tx)

@@ -54,7 +54,7 @@ impl Labels<'_> {
     /// Replaces the labels of one provider with `labels` (duplicates ignored), atomically.
     pub async fn replace<S: AsRef<str>>(&self, tool_id: &str, tool_type: &str, labels: &[S]) -> Result<(), StoreError> {
         let unique: BTreeSet<&str> = labels.iter().map(AsRef::as_ref).collect();
-        let mut tx = self.store.pool().begin().await?;
+        let mut tx = self.store.begin_write().await?;
         sqlx::query("DELETE FROM tool_label_bindings WHERE tool_id = $1 AND tool_type = $2")
             .bind(tool_id)
             .bind(tool_type)

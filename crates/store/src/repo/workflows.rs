@@ -275,7 +275,7 @@ impl Workflows<'_> {
     /// Deletes a workflow with its versions and runs; `false` when there was none.
     pub async fn delete(&self, tenant_id: &str, id: &str) -> Result<bool, StoreError> {
         // Children go explicitly so the result does not depend on SQLite's foreign_keys pragma.
-        let mut tx = self.store.pool().begin().await?;
+        let mut tx = self.store.begin_write().await?;
         sqlx::query(
             "DELETE FROM workflow_node_runs WHERE run_id IN \
              (SELECT id FROM workflow_runs WHERE tenant_id = $1 AND workflow_id = $2)",
