@@ -23,8 +23,14 @@
 //! over the runs. Without PyPI the test prints a notice and passes.
 //!
 //! For comparisons: `TOOLPLANE_RSS_BIN` measures another `toolplane` binary (e.g. a copy of an older build),
-//! `TOOLPLANE_RSS_WRAP="heaptrack -o /tmp/daemon"` runs the daemon under a profiler, and `MALLOC_ARENA_MAX` /
-//! `GLIBC_TUNABLES` are passed to the daemon when set.
+//! `TOOLPLANE_RSS_WRAP="heaptrack -o /tmp/daemon"` runs the daemon under a profiler,
+//! `TOOLPLANE_RSS_HOLD_IDLE_SECS` keeps the idle daemon that long (its pid is printed) for a look with gdb or at
+//! `/proc/<pid>/smaps`, and `MALLOC_ARENA_MAX` / `GLIBC_TUNABLES` are passed to the daemon when set.
+//!
+//! RSS is split into anonymous memory (heap, stacks, relocated data) and file pages (the binary's code and
+//! read-only data). The binary is read through once before each start, so it is wholly in the page cache: the
+//! kernel maps the cached pages around each page fault, so a binary fresh from the linker and a cold copy of it
+//! would otherwise differ by several MB of file pages.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -74,6 +80,8 @@ impl Daemon {
             .unwrap_or_default();
         // `TOOLPLANE_RSS_BIN=/path/to/toolplane`: measure another build (e.g. a copy of an older one).
         let binary = std::env::var("TOOLPLANE_RSS_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_toolplane").to_owned());
+        // Wholly in the page cache, whichever binary it is (see the module documentation).
+        std::io::copy(&mut std::fs::File::open(&binary).unwrap(), &mut std::io::sink()).unwrap();
         let mut command = match wrap.split_first() {
             Some((program, args)) => {
                 let mut c = Command::new(program);
@@ -211,6 +219,8 @@ struct Reading {
     rss: u64,
     hwm: u64,
     anon: u64,
+    /// File-backed pages: mostly the binary's own code and data.
+    file: u64,
     threads: u64,
     plugins: u64,
     plugin_rss: u64,
@@ -222,6 +232,7 @@ fn read(pid: u32) -> Reading {
         rss: status_field(pid, "VmRSS"),
         hwm: status_field(pid, "VmHWM"),
         anon: status_field(pid, "RssAnon"),
+        file: status_field(pid, "RssFile"),
         threads: status_field(pid, "Threads"),
         plugins: children.len() as u64,
         plugin_rss: children.iter().map(|p| status_field(*p, "VmRSS")).sum(),
@@ -374,6 +385,17 @@ async fn measure(count: usize, idle_secs: u64, client: &reqwest::Client) -> Samp
     assert!(stopped, "plugin processes still run after twice the idle timeout");
     tokio::time::sleep(Duration::from_secs(2)).await;
     let idle = read(pid);
+    // `TOOLPLANE_RSS_HOLD_IDLE_SECS`: keep the idle daemon this long for a look from outside (smaps, gdb).
+    if let Some(hold) = std::env::var("TOOLPLANE_RSS_HOLD_IDLE_SECS")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+    {
+        println!(
+            "idle daemon: pid {pid}, data folder {}; holding it for {hold} s",
+            data.path().display()
+        );
+        tokio::time::sleep(Duration::from_secs(hold)).await;
+    }
     daemon.stop();
 
     let daemon = Daemon::start(data.path(), idle_secs);
@@ -430,21 +452,27 @@ async fn measure_daemon_rss_with_installed_plugins() {
         for run in 1..=runs {
             let s = measure(count, idle_secs, &client).await;
             println!(
-                "run {run} n={count:>3}: start {} MB | running {} MB (hwm {}, anon {}, {} threads), {} plugin \
-                 processes, {} MB | idle {} MB (anon {}, {} threads), {} plugin processes | restarted {} MB | \
-                 install {:.0} s",
+                "run {run} n={count:>3}: start {} MB (anon {}, file {}) | running {} MB (hwm {}, anon {}, file {}, {} \
+                 threads), {} plugin processes, {} MB | idle {} MB (anon {}, file {}, {} threads), {} plugin \
+                 processes | restarted {} MB (anon {}, file {}) | install {:.0} s",
                 mb(s.started.rss),
+                mb(s.started.anon),
+                mb(s.started.file),
                 mb(s.running.rss),
                 mb(s.running.hwm),
                 mb(s.running.anon),
+                mb(s.running.file),
                 s.running.threads,
                 s.running.plugins,
                 mb(s.running.plugin_rss),
                 mb(s.idle.rss),
                 mb(s.idle.anon),
+                mb(s.idle.file),
                 s.idle.threads,
                 s.idle.plugins,
                 mb(s.restarted.rss),
+                mb(s.restarted.anon),
+                mb(s.restarted.file),
                 s.install_secs
             );
             if s.running.plugins != count as u64 {
@@ -461,19 +489,21 @@ async fn measure_daemon_rss_with_installed_plugins() {
     }
     println!();
     println!(
-        "daemon RSS (MB, median of {runs} runs)  | installed | start | running | HWM | idle | restarted | plugin \
-         procs running/idle | MB per plugin process"
+        "daemon RSS (MB, median of {runs} runs)  | installed | start | running | HWM | idle (anon/file) | \
+         restarted | plugin procs running/idle | MB per plugin process"
     );
     for (count, idle_secs, samples) in &table {
         let m = |f: &dyn Fn(&Sample) -> u64| median(samples.iter().map(f).collect());
         let running_plugins = m(&|s| s.running.plugins);
         println!(
-            "idle timeout {idle_secs:>3} s                  | {count:>9} | {:>5} | {:>7} | {:>3} | {:>4} | {:>9} | {:>3}/{} \
-             | {}",
+            "idle timeout {idle_secs:>3} s                  | {count:>9} | {:>5} | {:>7} | {:>3} | {:>4} ({}/{}) | {:>9} \
+             | {:>3}/{} | {}",
             mb(m(&|s| s.started.rss)),
             mb(m(&|s| s.running.rss)),
             mb(m(&|s| s.running.hwm)),
             mb(m(&|s| s.idle.rss)),
+            mb(m(&|s| s.idle.anon)),
+            mb(m(&|s| s.idle.file)),
             mb(m(&|s| s.restarted.rss)),
             running_plugins,
             m(&|s| s.idle.plugins),
